@@ -1,0 +1,167 @@
+"""Adapters for PyTorch's own recurrent modules, their cells, and user step functions unrolled over time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradhealth.adapters.base import Adapter, AdapterOutput, Direction, Layout
+
+__all__ = ["CellAdapter", "RecurrentModuleAdapter", "Unrolled", "UnrolledAdapter"]
+
+StepFunction = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
+
+
+class RecurrentModuleAdapter(Adapter):
+    """``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` with any constructor options.
+
+    Reads ``batch_first``, ``bidirectional``, ``proj_size`` and ``input_size`` from the module; dropout between
+    layers is off because probes run the module in eval mode.
+    """
+
+    family = "torch.nn.RNNBase"
+
+    def __init__(self, model: nn.RNNBase, layout: Layout) -> None:
+        super().__init__(model, layout)
+        self.family = f"torch.nn.{type(model).__name__}"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.model.input_size)
+
+    @property
+    def batch_first(self) -> bool:
+        return bool(self.model.batch_first) if self.layout.batch_first is None else self.layout.batch_first
+
+    def directions(self) -> list[Direction]:
+        if self.model.bidirectional:
+            return [Direction("forward", half=0), Direction("backward", half=1, is_reverse=True)]
+        return [Direction("forward")]
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        m = self.model
+        info.update(
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            proj_size=m.proj_size,
+            bias=m.bias,
+            dropout=m.dropout,
+        )
+        if isinstance(m, nn.RNN):
+            info["nonlinearity"] = m.nonlinearity
+        return info
+
+    def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
+        x = inputs if self.batch_first else inputs.transpose(0, 1)
+        out = self.model(x)[0]
+        return AdapterOutput(inputs, out if self.batch_first else out.transpose(0, 1))
+
+
+class CellAdapter(Adapter):
+    """``nn.RNNCell``, ``nn.LSTMCell`` and ``nn.GRUCell`` unrolled over time from a zero state.
+
+    The output at step t is the hidden state h_t (for the LSTM cell, h_t of the pair (h_t, c_t)).
+    """
+
+    family = "torch.nn.RNNCellBase"
+
+    def __init__(self, model: nn.RNNCellBase, layout: Layout) -> None:
+        super().__init__(model, layout)
+        self.family = f"torch.nn.{type(model).__name__}"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.model.input_size)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["hidden_size"] = self.model.hidden_size
+        return info
+
+    def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
+        state: Any = None
+        outputs = []
+        for t in range(inputs.shape[1]):
+            state = self.model(inputs[:, t], state)
+            outputs.append(state[0] if isinstance(state, tuple) else state)
+        return AdapterOutput(inputs, torch.stack(outputs, dim=1))
+
+
+class Unrolled:
+    """A step function ``(x_t, state) -> (y_t, state)`` that gradhealth unrolls over time.
+
+    Args:
+        step: the step; an ``nn.Module`` (copied and cast for probing) or any callable.
+        init_state: the initial state: a value (tensors are cast to the probe dtype), or a callable
+            ``(batch_size, dtype, device) -> state``; ``None`` passes ``None`` to the first step.
+        input_size: features per step, when ``step`` does not tell.
+
+    Example:
+        >>> import torch, gradhealth
+        >>> W = 0.9 * torch.eye(3)
+        >>> model = gradhealth.Unrolled(lambda x, h: ((h @ W.to(x) + x),) * 2, input_size=3,
+        ...                             init_state=lambda b, dtype, device: torch.zeros(b, 3, dtype=dtype))
+        >>> report = gradhealth.audit(model, seq_len=50, batch_size=2, probes="quick")
+        >>> report.metrics.horizon
+        44.0
+    """
+
+    def __init__(
+        self,
+        step: StepFunction,
+        *,
+        init_state: Any = None,
+        input_size: int | None = None,
+    ) -> None:
+        if not callable(step):
+            raise TypeError(f"Unrolled needs a callable step (x_t, state) -> (y_t, state), got {type(step).__name__}")
+        self.step = step
+        self.init_state = init_state
+        self.input_size = input_size
+
+    def to_probe(self, dtype: torch.dtype, device: torch.device) -> Unrolled:
+        """Cast the step module and any tensor initial state (called on a deep copy)."""
+        if isinstance(self.step, nn.Module):
+            self.step = self.step.to(device, dtype)
+        if isinstance(self.init_state, torch.Tensor):
+            self.init_state = self.init_state.to(device, dtype)
+        return self
+
+    def initial_state(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> Any:
+        """The state passed to the first step."""
+        if callable(self.init_state):
+            return self.init_state(batch_size, dtype, device)
+        return self.init_state
+
+    def __repr__(self) -> str:
+        return f"Unrolled({getattr(self.step, '__qualname__', type(self.step).__name__)})"
+
+
+class UnrolledAdapter(Adapter):
+    """Drives an :class:`Unrolled` step function."""
+
+    family = "gradhealth.Unrolled"
+
+    @property
+    def module(self) -> nn.Module | None:
+        step = self.model.step
+        return step if isinstance(step, nn.Module) else None
+
+    @property
+    def input_size(self) -> int | None:
+        if self.model.input_size is not None:
+            return int(self.model.input_size)
+        size = getattr(self.model.step, "input_size", None)
+        return int(size) if isinstance(size, int) else None
+
+    def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
+        state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
+        outputs = []
+        for t in range(inputs.shape[1]):
+            y, state = self.model.step(inputs[:, t], state)
+            outputs.append(y)
+        return AdapterOutput(inputs, torch.stack(outputs, dim=1))

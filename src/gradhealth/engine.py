@@ -1,0 +1,261 @@
+"""The engine: ``audit(model, ...) -> Report``. Every face (pytest plugin, assertions, CLI) calls this.
+
+Steps: validate the settings; pick an adapter through the plugin hook; make a probe copy of the model in the
+probe dtype on the probe device (the user's model is never changed); run the probes, lag profile first; gather
+findings; assemble the Report. Global RNG state, grad mode and (for models probed in place) modes, flags,
+gradients and hooks are restored on exit, also when a probe fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from gradhealth import plugins
+from gradhealth._state import preserved_state
+from gradhealth._version import __version__
+from gradhealth.adapters import Adapter, Layout, adapt
+from gradhealth.config import AuditConfig
+from gradhealth.errors import ConfigError, ModelCallError
+from gradhealth.findings import make_finding, sort_findings
+from gradhealth.probes.base import Probe, ProbeContext
+from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
+from gradhealth.report import VERDICT_SEVERITY, Finding, Report
+from gradhealth.tasks import get_task
+
+__all__ = ["audit", "run_audit"]
+
+
+def audit(
+    model: Any,
+    *,
+    seq_len: int,
+    input_size: int | None = None,
+    batch_size: int = 32,
+    task: str = "noise",
+    input_scale: float = 1.0,
+    burn_in: int | None = None,
+    eps: float = 1e-2,
+    seed: int = 0,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    probes: str | list[str] | tuple[str, ...] | None = None,
+    layout: Layout | None = None,
+) -> Report:
+    """Audit gradient flow through time in a recurrent model.
+
+    Args:
+        model: an ``nn.RNN/LSTM/GRU``, a ``*Cell``, a :class:`gradhealth.Unrolled` step function, a token-id
+            model, or any module/callable mapping ``[B, T, D]`` to ``[B, T, O]`` (see ``layout``).
+        seq_len: the dependency length K; lags 0..K are probed.
+        input_size: features per step; inferred from the model where it tells.
+        batch_size: number of probe sequences.
+        task: input task: ``noise`` (default), ``impulse``, ``copy``, ``adding``, ``delayed_recall``.
+        input_scale: input standard deviation s.
+        burn_in: steps before the probed window (default K: lags measured in steady state).
+        eps: horizon threshold ε (1e-3 is always reported too).
+        seed: seeds every random draw; same arguments give the same numbers, bit for bit on CPU.
+        dtype: probe dtype; default float64 on CPU (falling back to float32 if the model fails in float64),
+            float32 elsewhere.
+        device: probe device; default the model's own.
+        probes: a preset (``quick``, ``standard``, ``thorough``) or a list of probe names.
+        layout: how to call the model and read its output, where gradhealth cannot tell.
+
+    Returns:
+        The :class:`~gradhealth.report.Report`.
+
+    Raises:
+        ConfigError: a setting is invalid.
+        AdapterError: the model cannot be driven as a sequence model with this layout.
+        ModelCallError: the model raised when called on the probe input.
+
+    Example:
+        >>> import torch, gradhealth
+        >>> report = gradhealth.audit(torch.nn.RNN(4, 16, batch_first=True), seq_len=40, batch_size=4)
+        >>> report.verdict
+        'vanishing'
+    """
+    config = AuditConfig(
+        seq_len=seq_len,
+        input_size=input_size,
+        batch_size=batch_size,
+        task=task,
+        input_scale=input_scale,
+        burn_in=burn_in,
+        eps=eps,
+        seed=seed,
+        dtype=_dtype_name(dtype),
+        device=str(device) if device is not None else None,
+        probes=_probes_setting(probes),
+    )
+    return run_audit(model, config, layout)
+
+
+def _dtype_name(dtype: str | torch.dtype | None) -> str | None:
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).removeprefix("torch.")
+    return dtype
+
+
+def _probes_setting(probes: str | list[str] | tuple[str, ...] | None) -> str | tuple[str, ...]:
+    from gradhealth.config import PRESETS
+
+    if probes is None:
+        return "standard"
+    if isinstance(probes, str):
+        return probes if probes in PRESETS else (probes,)
+    return tuple(probes)
+
+
+def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> Report:
+    """Run an audit from an already validated :class:`AuditConfig` (what the faces call)."""
+    adapter = adapt(model, layout)
+    task = get_task(config.task)
+    probe_list, skipped = _select_probes(config, adapter)
+    device = _resolve_device(config, adapter)
+    with preserved_state(model), _cudnn_scope(device):
+        ctx, notes = _prepare(adapter, config, task, device)
+        results: dict[str, Any] = {}
+        findings: list[Finding] = list(notes)
+        for probe in probe_list:
+            results[probe.name] = probe.run(ctx)
+            findings.extend(probe.findings(results[probe.name], ctx))
+    report = _assemble(results, findings, skipped, ctx)
+    report.findings = sort_findings(report.findings + plugins.extra_findings(report))
+    return report
+
+
+def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], dict[str, str]]:
+    registry = plugins.probe_classes()
+    explicit = not isinstance(config.probes, str)
+    names = list(dict.fromkeys(("lag_profile", *config.probe_names)))
+    selected, skipped = [], {}
+    for name in names:
+        if name not in registry:
+            if explicit:
+                raise ConfigError("probes", name, f"unknown probe; known probes: {', '.join(sorted(registry))}",
+                                  source=config.source)
+            skipped[name] = "not installed"
+            continue
+        probe = registry[name]()
+        reason = probe.skip_reason(adapter)
+        if reason is not None:
+            skipped[name] = reason
+        else:
+            selected.append(probe)
+    return selected, skipped
+
+
+def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:
+    if config.device is not None:
+        try:
+            return torch.device(config.device)
+        except RuntimeError as exc:
+            raise ConfigError("device", config.device, str(exc), source=config.source) from exc
+    module = adapter.module
+    param = next(iter(module.parameters()), None) if module is not None else None
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _cudnn_scope(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    # cuDNN's RNN backward refuses eval mode; the native kernels compute the same gradients. Scoped, so the
+    # user's global cuDNN flags are untouched.
+    if device.type == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
+def _input_size(config: AuditConfig, adapter: Adapter) -> int:
+    known = adapter.input_size
+    if config.input_size is not None:
+        if known is not None and known != config.input_size and adapter.vocab_size is None:
+            raise ConfigError(
+                "input_size", config.input_size, f"the model takes {known} features per step", source=config.source
+            )
+        return config.input_size if adapter.vocab_size is None else (known or config.input_size)
+    if known is None:
+        raise ConfigError(
+            "input_size", None,
+            f"cannot infer the input size of {type(adapter.model).__name__}; pass input_size=", source=config.source,
+        )
+    return known
+
+
+def _prepare(
+    adapter: Adapter, config: AuditConfig, task: Any, device: torch.device
+) -> tuple[ProbeContext, list[Finding]]:
+    """Make the probe copy in the probe dtype, check it runs, and fall back to float32 if float64 fails."""
+    input_size = _input_size(config, adapter)
+    if config.dtype is not None:
+        candidates = [getattr(torch, config.dtype)]
+    else:
+        candidates = [torch.float64, torch.float32] if device.type == "cpu" else [torch.float32]
+    notes: list[Finding] = []
+    for i, dtype in enumerate(candidates):
+        copy = adapter.materialize(dtype, device)
+        if isinstance(copy.model, nn.Module):
+            copy.model.eval()
+        elif copy.module is not None:
+            copy.module.eval()
+        ctx = ProbeContext(copy, config, task, dtype, device, input_size)
+        try:
+            _smoke_test(ctx)
+        except ModelCallError as exc:
+            if i + 1 == len(candidates):
+                raise
+            notes = [make_finding("GH901", f"float64 failed ({exc}); probed in float32", probe="engine")]
+            continue
+        return ctx, notes
+    raise AssertionError("unreachable")
+
+
+def _smoke_test(ctx: ProbeContext) -> None:
+    """One tiny forward pass: catches dtype and shape problems with a clear message before the real probes."""
+    batch = ctx.make_batch("smoke", batch_size=2, total_len=3)
+    with torch.no_grad():
+        ctx.adapter.run(batch.inputs)
+
+
+def _primary(results: LagProfileResult) -> int:
+    def badness(i: int) -> tuple[int, float]:
+        d = results.directions[i]
+        return (-VERDICT_SEVERITY[d.verdict], d.metrics.horizon)
+
+    return min(range(len(results.directions)), key=badness)
+
+
+def _to_plain(result: Any) -> Any:
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
+
+
+def _assemble(
+    results: dict[str, Any], findings: list[Finding], skipped: dict[str, str], ctx: ProbeContext
+) -> Report:
+    lag: LagProfileResult = results.pop(LagProfile.name)
+    primary = lag.directions[_primary(lag)]
+    model_info = ctx.adapter.describe()
+    model_info["probe_dtype"] = ctx.dtype_name
+    config = ctx.config.to_dict()
+    config.update(dtype=ctx.dtype_name, device=str(ctx.device), input_size=ctx.input_size)
+    return Report(
+        verdict=primary.verdict,
+        metrics=primary.metrics,
+        profile=primary.profile,
+        tags=list(primary.tags),
+        directions=lag.directions,
+        findings=findings,
+        probes={name: _to_plain(r) for name, r in results.items()},
+        config=config,
+        model=model_info,
+        skipped_probes=skipped,
+        primary_direction=primary.name,
+        gradhealth_version=__version__,
+    )

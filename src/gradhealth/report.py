@@ -1,0 +1,253 @@
+"""The Report: plain data from one audit, with a versioned JSON form.
+
+Everything here is standard library only, so reading a report back (``Report.from_json``), comparing two, or
+rendering one never imports torch or numpy.
+
+JSON conventions (schema version 1, docs/schema.md): non-finite floats are written as the strings ``"inf"``,
+``"-inf"`` and ``"nan"`` (plain JSON has no such numbers) and read back as floats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "VERDICT_SEVERITY",
+    "DirectionResult",
+    "Finding",
+    "LagMetrics",
+    "Profile",
+    "Report",
+    "decode_floats",
+    "encode_floats",
+]
+
+SCHEMA_VERSION = 1
+
+#: Verdicts from best to worst.
+VERDICTS = ("healthy", "vanishing", "exploding", "non_finite")
+VERDICT_SEVERITY = {name: rank for rank, name in enumerate(VERDICTS)}
+
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def encode_floats(value: Any) -> Any:
+    """Recursively replace non-finite floats by ``"inf"``, ``"-inf"`` or ``"nan"``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: encode_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_floats(v) for v in value]
+    return value
+
+
+def decode_floats(value: Any) -> Any:
+    """Inverse of :func:`encode_floats`."""
+    if isinstance(value, str) and value in _NONFINITE:
+        return _NONFINITE[value]
+    if isinstance(value, dict):
+        return {k: decode_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_floats(v) for v in value]
+    return value
+
+
+def _build(cls: type[Any], data: dict[str, Any]) -> Any:
+    """Instantiate a dataclass from a dict, ignoring keys a later schema minor revision may have added."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class LagMetrics:
+    """The scalar metrics of one lag profile (definitions in :mod:`gradhealth.metrics`).
+
+    ``horizon`` is in steps; when ``horizon_reached`` is False it is the extrapolation beyond K (``inf`` if the
+    profile does not decay). Rates are per step (natural log); ``None`` means too few resolved lags to fit.
+    """
+
+    horizon: float
+    horizon_reached: bool
+    horizon_1e3: float
+    horizon_1e3_reached: bool
+    decay_rate: float | None
+    decay_rate_tail: float | None
+    fit_r2: float | None
+    timescale: float | None
+    half_life: float | None
+    peak_lag: int
+    peak_gain: float
+    first_explode_lag: int | None
+    first_nonfinite_lag: int | None
+    normalization: str = "lag0"
+    resolved_lags: int = 0
+    max_lag: int = 0
+
+
+@dataclass
+class Profile:
+    """The per-lag profile: G(k), g(k), G(k)/max G, resolution flags and per-sample log10-ratio quantiles."""
+
+    lags: list[int]
+    grad_norm: list[float]
+    g: list[float]
+    g_peak: list[float]
+    resolved: list[bool]
+    quantiles: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class DirectionResult:
+    """The lag profile of one direction of time."""
+
+    name: str
+    verdict: str
+    metrics: LagMetrics
+    profile: Profile
+    tags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DirectionResult:
+        return cls(
+            name=data["name"],
+            verdict=data["verdict"],
+            metrics=_build(LagMetrics, data["metrics"]),
+            profile=_build(Profile, data["profile"]),
+            tags=list(data.get("tags", [])),
+        )
+
+
+@dataclass
+class Finding:
+    """One observation with its cause and a remedy.
+
+    Attributes:
+        code: stable identifier (``GH001``...), documented in docs/findings.md.
+        severity: ``"info"``, ``"warning"`` or ``"error"``.
+        title: one line naming the problem.
+        message: what was measured, with the numbers.
+        advice: what to do about it, from the literature.
+        probe: the probe that raised it.
+        direction: the direction of time it concerns, if any.
+        data: the numbers behind it, for tools.
+    """
+
+    code: str
+    severity: str
+    title: str
+    message: str
+    advice: str = ""
+    probe: str = "lag_profile"
+    direction: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """The result of one audit.
+
+    Attributes:
+        verdict: ``healthy``, ``vanishing``, ``exploding`` or ``non_finite``; the worst over directions.
+        metrics: lag metrics of the deciding direction (``primary_direction``).
+        profile: lag profile of the deciding direction.
+        tags: tags of the deciding direction.
+        directions: one result per direction of time (one for unidirectional models).
+        findings: observations with advice, worst first.
+        probes: results of the other probes by name (plain data).
+        config: every setting that produced the report.
+        model: what the adapter found (class, parameters, input size, directions, ...).
+        skipped_probes: probes asked for but not run, with the reason.
+    """
+
+    verdict: str
+    metrics: LagMetrics
+    profile: Profile
+    tags: list[str]
+    directions: list[DirectionResult]
+    findings: list[Finding] = field(default_factory=list)
+    probes: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    skipped_probes: dict[str, str] = field(default_factory=dict)
+    primary_direction: str = "forward"
+    gradhealth_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def is_healthy(self) -> bool:
+        """True when the verdict is ``healthy``."""
+        return self.verdict == "healthy"
+
+    def direction(self, name: str) -> DirectionResult:
+        """The result for one direction (``"forward"`` or ``"backward"``)."""
+        for result in self.directions:
+            if result.name == name:
+                return result
+        raise KeyError(f"no direction {name!r}; this report has {[d.name for d in self.directions]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (schema version 1); non-finite floats stay floats (see :meth:`to_json`)."""
+        data = dataclasses.asdict(self)
+        ordered = {"schema_version": data.pop("schema_version"), "verdict": data.pop("verdict")}
+        ordered.update(data)
+        return ordered
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Versioned JSON; non-finite floats are written as ``"inf"``/``"-inf"``/``"nan"``."""
+        return json.dumps(encode_floats(self.to_dict()), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """Rebuild a report from :meth:`to_dict` output (or decoded JSON).
+
+        Raises:
+            ValueError: the data is not a gradhealth report of a schema this version reads.
+        """
+        if not isinstance(data, dict) or "verdict" not in data or "metrics" not in data:
+            raise ValueError("not a gradhealth report: expected an object with 'verdict' and 'metrics'")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"report schema_version {version!r} is not supported by this gradhealth "
+                f"(reads version {SCHEMA_VERSION}); upgrade gradhealth or re-run the audit"
+            )
+        return cls(
+            verdict=data["verdict"],
+            metrics=_build(LagMetrics, data["metrics"]),
+            profile=_build(Profile, data["profile"]),
+            tags=list(data.get("tags", [])),
+            directions=[DirectionResult.from_dict(d) for d in data.get("directions", [])],
+            findings=[_build(Finding, f) for f in data.get("findings", [])],
+            probes=dict(data.get("probes", {})),
+            config=dict(data.get("config", {})),
+            model=dict(data.get("model", {})),
+            skipped_probes=dict(data.get("skipped_probes", {})),
+            primary_direction=data.get("primary_direction", "forward"),
+            gradhealth_version=data.get("gradhealth_version", ""),
+            schema_version=version,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        """Read a report written by :meth:`to_json`.
+
+        Raises:
+            ValueError: the text is not JSON, or not a report this version reads.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a gradhealth report: invalid JSON ({exc})") from exc
+        return cls.from_dict(decode_floats(data))
+
+    def __str__(self) -> str:
+        from gradhealth.render.text import format_report
+
+        return format_report(self)
