@@ -26,8 +26,9 @@ def _module_snapshot(module: nn.Module) -> dict[str, Any]:
     return {
         "training": [(m, m.training) for m in module.modules()],
         "params": [(p, p.requires_grad, p.grad) for p in module.parameters()],
-        "hooks": [(m, name, dict(getattr(m, name))) for m in module.modules() for name in _HOOK_DICTS
-                  if hasattr(m, name)],
+        "hooks": [
+            (m, name, dict(getattr(m, name))) for m in module.modules() for name in _HOOK_DICTS if hasattr(m, name)
+        ],
     }
 
 

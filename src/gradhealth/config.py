@@ -87,7 +87,9 @@ class AuditConfig:
         if isinstance(self.probes, str):
             if self.probes not in PRESETS:
                 raise ConfigError(
-                    "probes", self.probes, f"use a preset ({', '.join(PRESETS)}) or a list of probe names",
+                    "probes",
+                    self.probes,
+                    f"use a preset ({', '.join(PRESETS)}) or a list of probe names",
                     source=self.source,
                 )
         elif not all(isinstance(p, str) for p in self.probes):

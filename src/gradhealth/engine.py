@@ -137,8 +137,9 @@ def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], 
     for name in names:
         if name not in registry:
             if explicit:
-                raise ConfigError("probes", name, f"unknown probe; known probes: {', '.join(sorted(registry))}",
-                                  source=config.source)
+                raise ConfigError(
+                    "probes", name, f"unknown probe; known probes: {', '.join(sorted(registry))}", source=config.source
+                )
             skipped[name] = "not installed"
             continue
         probe = registry[name]()
@@ -179,8 +180,10 @@ def _input_size(config: AuditConfig, adapter: Adapter) -> int:
         return config.input_size if adapter.vocab_size is None else (known or config.input_size)
     if known is None:
         raise ConfigError(
-            "input_size", None,
-            f"cannot infer the input size of {type(adapter.model).__name__}; pass input_size=", source=config.source,
+            "input_size",
+            None,
+            f"cannot infer the input size of {type(adapter.model).__name__}; pass input_size=",
+            source=config.source,
         )
     return known
 
@@ -236,9 +239,7 @@ def _to_plain(result: Any) -> Any:
     return result
 
 
-def _assemble(
-    results: dict[str, Any], findings: list[Finding], skipped: dict[str, str], ctx: ProbeContext
-) -> Report:
+def _assemble(results: dict[str, Any], findings: list[Finding], skipped: dict[str, str], ctx: ProbeContext) -> Report:
     lag: LagProfileResult = results.pop(LagProfile.name)
     primary = lag.directions[_primary(lag)]
     model_info = ctx.adapter.describe()

@@ -31,43 +31,59 @@ CATALOGUE: dict[str, FindingSpec] = {
     spec.code: spec
     for spec in (
         FindingSpec(
-            "GH001", "warning", "gradient vanishes before the dependency length",
+            "GH001",
+            "warning",
+            "gradient vanishes before the dependency length",
             "Use gated cells (LSTM/GRU) with long initial timescales: chrono initialisation (Tallec & Ollivier "
             "2018) or a forget-gate bias of 1-2 (Jozefowicz et al. 2015); for vanilla RNNs, orthogonal or "
             "identity-scaled recurrent weights (Le et al. 2015); or shorten the dependency the model must bridge.",
         ),
         FindingSpec(
-            "GH002", "error", "gradient explodes within the dependency length",
+            "GH002",
+            "error",
+            "gradient explodes within the dependency length",
             "Clip gradients by global norm near the average measured norm (Pascanu et al. 2013), and bring the "
             "recurrent weights' largest singular value towards 1 (orthogonal init, spectral normalisation).",
         ),
         FindingSpec(
-            "GH003", "error", "non-finite gradient (NaN or Inf)",
+            "GH003",
+            "error",
+            "non-finite gradient (NaN or Inf)",
             "Check the weights and inputs for NaN/Inf, lower the input scale or learning rate, clip gradients, "
             "and re-run with dtype='float64' to tell overflow from a genuine NaN source.",
         ),
         FindingSpec(
-            "GH004", "info", "transient amplification: gradient grows before it decays",
+            "GH004",
+            "info",
+            "transient amplification: gradient grows before it decays",
             "Typical of a non-normal recurrent matrix (Orhan & Pitkow 2020); harmless if bounded, but it makes "
             "the norm of W_hh a poor guide: trust the measured profile over the spectral radius.",
         ),
         FindingSpec(
-            "GH005", "info", "profile tail below the dtype's resolution floor",
+            "GH005",
+            "info",
+            "profile tail below the dtype's resolution floor",
             "The gradient underflowed at long lags; those lags are excluded from the fits. The horizon is "
             "unaffected (it ends earlier); probe in float64 to resolve the tail.",
         ),
         FindingSpec(
-            "GH006", "info", "decay is not exponential (R² < 0.9)",
+            "GH006",
+            "info",
+            "decay is not exponential (R² < 0.9)",
             "Decay rate and half-life summarise a curved profile; read the profile itself, and the tail rate "
             "(decay_rate_tail), which describes the asymptote.",
         ),
         FindingSpec(
-            "GH007", "error", "the output does not depend on the input",
+            "GH007",
+            "error",
+            "the output does not depend on the input",
             "Every gradient is exactly zero: check the layout (the output selector, the embedding receiving the "
             "gradient) and that the model's forward actually uses its input.",
         ),
         FindingSpec(
-            "GH901", "info", "probe ran in float32 because the model failed in float64",
+            "GH901",
+            "info",
+            "probe ran in float32 because the model failed in float64",
             "Gradients below about 1e-31 cannot be resolved in float32; make the model dtype-agnostic (create "
             "internal tensors with the input's dtype) to probe in float64.",
         ),

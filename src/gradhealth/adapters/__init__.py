@@ -32,9 +32,11 @@ def adapt(model: Any, layout: Layout | None = None) -> Adapter:
     if layout.token_input:
         raise AdapterError(
             f"layout.token_input=True but {type(model).__name__} contains no nn.Embedding; pass "
-            "layout=gradhealth.Layout(embedding='dotted.name') or token_input=False", model=model,
+            "layout=gradhealth.Layout(embedding='dotted.name') or token_input=False",
+            model=model,
         )
     raise AdapterError(
         f"no adapter can drive an object of type {type(model).__qualname__}; tried: {tried}. Pass an nn.Module "
-        "or a callable taking [B, T, D], or wrap a step function in gradhealth.Unrolled(step)", model=model,
+        "or a callable taking [B, T, D], or wrap a step function in gradhealth.Unrolled(step)",
+        model=model,
     )

@@ -1,8 +1,79 @@
-"""The ``gradhealth`` command line."""
+"""The ``gradhealth`` command line (Typer).
+
+Each command lives in its own module of this package and is added by :func:`build_app`; command modules import
+nothing heavy at module level, so ``gradhealth --help`` never imports torch. Exit codes: 0 healthy / all gates
+passed, 1 a gate failed, 2 bad usage or an input that cannot be audited.
+"""
 
 from __future__ import annotations
+
+import importlib
+
+import typer
+
+from gradhealth._version import __version__
+
+__all__ = ["COMMAND_MODULES", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED", "EXIT_OK", "app", "build_app", "main"]
+
+EXIT_OK = 0
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+#: Modules that each define ``register(app: typer.Typer) -> None``; a missing one is skipped (not yet built).
+COMMAND_MODULES = (
+    "gradhealth.cli.audit",
+    "gradhealth.cli.inspect",
+    "gradhealth.cli.compare",
+    "gradhealth.cli.demo",
+    "gradhealth.cli.plugins",
+)
+
+HELP = """Does gradient still flow back through time, and how far?
+
+Audit PyTorch recurrent models and saved checkpoints for vanishing and exploding gradients.
+
+Examples:
+
+  gradhealth demo
+
+  gradhealth audit runs/*.pt --seq-len 256 --format json > report.json
+
+  gradhealth audit model.safetensors --model mypkg.models:make_encoder --min-horizon 100
+"""
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"gradhealth {__version__}")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    """Create the Typer app with every available command registered."""
+    app = typer.Typer(name="gradhealth", help=HELP, no_args_is_help=True, rich_markup_mode="rich")
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+        ),
+    ) -> None:
+        """Does gradient still flow back through time, and how far?"""
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(app)
+    return app
+
+
+app = build_app()
 
 
 def main() -> None:
     """Console-script entry point."""
-    raise SystemExit("gradhealth CLI: not yet available")
+    app()

@@ -81,7 +81,7 @@ class ProbeContext:
             dtype=self.dtype,
             vocab_size=self.adapter.vocab_size,
         )
-        move = (lambda t: None if t is None else t.to(self.device))  # noqa: E731
+        move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
         return TaskBatch(move(batch.inputs), move(batch.targets), move(batch.target_mask))
 
     def randn(self, stream: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

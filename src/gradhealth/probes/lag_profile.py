@@ -89,28 +89,41 @@ class LagProfile(Probe):
             where = {"probe": self.name, "direction": d.name}
             if d.verdict == "non_finite":
                 at = f"from lag {m.first_nonfinite_lag}" if m.first_nonfinite_lag is not None else "in the output"
-                found.append(make_finding("GH003", f"NaN/Inf gradient {at}", **where,
-                                          first_nonfinite_lag=m.first_nonfinite_lag))
+                found.append(
+                    make_finding("GH003", f"NaN/Inf gradient {at}", **where, first_nonfinite_lag=m.first_nonfinite_lag)
+                )
             elif d.verdict == "exploding":
-                found.append(make_finding(
-                    "GH002",
-                    f"g(k) reaches {cfg.explode_threshold:g}x its lag-0 value at lag {m.first_explode_lag} "
-                    f"(peak {format_number(m.peak_gain)} at lag {m.peak_lag}; K = {cfg.seq_len})",
-                    **where, first_explode_lag=m.first_explode_lag, peak_gain=m.peak_gain,
-                ))
+                found.append(
+                    make_finding(
+                        "GH002",
+                        f"g(k) reaches {cfg.explode_threshold:g}x its lag-0 value at lag {m.first_explode_lag} "
+                        f"(peak {format_number(m.peak_gain)} at lag {m.peak_lag}; K = {cfg.seq_len})",
+                        **where,
+                        first_explode_lag=m.first_explode_lag,
+                        peak_gain=m.peak_gain,
+                    )
+                )
             elif d.verdict == "vanishing" and "no_gradient" not in d.tags:
-                found.append(make_finding(
-                    "GH001",
-                    f"gradient falls below {cfg.eps:g} of its lag-0 value after {format_number(m.horizon)} steps, "
-                    f"short of K = {cfg.seq_len} (half-life {format_number(m.half_life, ' steps')})",
-                    **where, horizon=m.horizon, half_life=m.half_life,
-                ))
+                found.append(
+                    make_finding(
+                        "GH001",
+                        f"gradient falls below {cfg.eps:g} of its lag-0 value after {format_number(m.horizon)} steps, "
+                        f"short of K = {cfg.seq_len} (half-life {format_number(m.half_life, ' steps')})",
+                        **where,
+                        horizon=m.horizon,
+                        half_life=m.half_life,
+                    )
+                )
             tag_codes = {
                 "no_gradient": ("GH007", "every gradient of the output with respect to the input is exactly 0"),
                 "transient_amplification": (
-                    "GH004", f"g peaks at {format_number(m.peak_gain)} at lag {m.peak_lag} before decaying"),
+                    "GH004",
+                    f"g peaks at {format_number(m.peak_gain)} at lag {m.peak_lag} before decaying",
+                ),
                 "unresolved_tail": (
-                    "GH005", f"{m.max_lag + 1 - m.resolved_lags} lags fall below the {ctx.dtype_name} floor"),
+                    "GH005",
+                    f"{m.max_lag + 1 - m.resolved_lags} lags fall below the {ctx.dtype_name} floor",
+                ),
                 "non_exponential": ("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"),
             }
             for tag, (code, message) in tag_codes.items():

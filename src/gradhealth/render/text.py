@@ -95,8 +95,7 @@ def format_report(report: Report) -> str:
     if report.probes:
         lines.append(f"other probes: {', '.join(sorted(report.probes))}")
     settings = " ".join(
-        f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed")
-        if k in cfg
+        f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed") if k in cfg
     )
     lines.append(f"settings: {settings}")
     return "\n".join(lines)

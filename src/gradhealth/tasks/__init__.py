@@ -1,10 +1,10 @@
 """Synthetic long-dependency tasks: seeded generators usable on their own or as probe inputs.
 
-    >>> import torch
-    >>> from gradhealth.tasks import get_task
-    >>> batch = get_task("adding").generate(2, 20, 2, generator=torch.Generator().manual_seed(0))
-    >>> tuple(batch.inputs.shape), tuple(batch.targets.shape)
-    ((2, 20, 2), (2, 20, 1))
+>>> import torch
+>>> from gradhealth.tasks import get_task
+>>> batch = get_task("adding").generate(2, 20, 2, generator=torch.Generator().manual_seed(0))
+>>> tuple(batch.inputs.shape), tuple(batch.targets.shape)
+((2, 20, 2), (2, 20, 1))
 """
 
 from __future__ import annotations

@@ -73,11 +73,14 @@ class Task(abc.ABC):
         """
         if vocab_size is not None and not self.supports_tokens:
             raise ConfigError(
-                "task", self.name, "this task cannot feed a token-id model; use task='noise'",
+                "task",
+                self.name,
+                "this task cannot feed a token-id model; use task='noise'",
             )
         if vocab_size is None and input_size < self.min_input_size:
             raise ConfigError(
-                "task", self.name,
+                "task",
+                self.name,
                 f"needs input_size >= {self.min_input_size}, the model takes {input_size}; use task='noise'",
             )
         batch = self._generate(batch_size, seq_len, input_size, generator, scale, vocab_size)
