@@ -19,7 +19,7 @@ from torch import nn
 
 from gradhealth.errors import AdapterError, ModelCallError
 
-__all__ = ["Adapter", "AdapterOutput", "Direction", "Layout", "describe_value", "select_output"]
+__all__ = ["Adapter", "AdapterOutput", "Direction", "Layout", "describe_value", "infer_input_size", "select_output"]
 
 OutputSelector = int | str | Callable[[Any], torch.Tensor]
 
@@ -96,10 +96,19 @@ class Direction:
 
 @dataclass(frozen=True)
 class AdapterOutput:
-    """What one adapted call gives: the tensor gradients are taken at, and the output sequence."""
+    """What one adapted call gives: the tensor gradients are taken at, and the batch-first output sequence.
+
+    ``grad_input`` must be the very tensor the graph was built from (a leaf or the model's input), never a view
+    made afterwards, or autograd would see no path to it; ``is_time_major`` says its layout is ``[T, B, D]``.
+    """
 
     grad_input: torch.Tensor
     output: torch.Tensor
+    is_time_major: bool = False
+
+    def batch_first_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        """A gradient with respect to ``grad_input``, as ``[B, T, D]``."""
+        return grad.transpose(0, 1) if self.is_time_major else grad
 
 
 def describe_value(value: Any) -> str:
@@ -160,6 +169,20 @@ def select_output(value: Any, selector: OutputSelector | None) -> torch.Tensor:
     if not isinstance(picked, torch.Tensor):
         raise AdapterError(f"the output selector picked {describe_value(picked)}, not a tensor; {hint}")
     return picked
+
+
+def infer_input_size(module: nn.Module) -> int | None:
+    """Features per step: the first (sub)module, in registration order, that tells: an integer ``input_size``
+    attribute (recurrent layers, and the convention for custom ones), a linear or a 1-d convolution layer."""
+    for sub in module.modules():
+        own = getattr(sub, "input_size", None)
+        if isinstance(own, int) and not isinstance(own, bool):
+            return own
+        if isinstance(sub, nn.Linear):
+            return int(sub.in_features)
+        if isinstance(sub, nn.Conv1d):
+            return int(sub.in_channels)
+    return None
 
 
 class Adapter(abc.ABC):

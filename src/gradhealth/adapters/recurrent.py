@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradhealth.adapters.base import Adapter, AdapterOutput, Direction, Layout
+from gradhealth.adapters.base import Adapter, AdapterOutput, Direction, Layout, infer_input_size
 
 __all__ = ["CellAdapter", "RecurrentModuleAdapter", "Unrolled", "UnrolledAdapter"]
 
@@ -155,8 +155,8 @@ class UnrolledAdapter(Adapter):
     def input_size(self) -> int | None:
         if self.model.input_size is not None:
             return int(self.model.input_size)
-        size = getattr(self.model.step, "input_size", None)
-        return int(size) if isinstance(size, int) else None
+        step = self.model.step
+        return infer_input_size(step) if isinstance(step, nn.Module) else None
 
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
         state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)

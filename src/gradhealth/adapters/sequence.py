@@ -8,24 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradhealth.adapters.base import Adapter, AdapterOutput, Layout, select_output
+from gradhealth.adapters.base import Adapter, AdapterOutput, Layout, infer_input_size, select_output
 from gradhealth.errors import AdapterError
 
 __all__ = ["SequenceAdapter", "TokenAdapter", "find_embedding"]
-
-
-def _infer_input_size(module: nn.Module) -> int | None:
-    """Features per step: the first (sub)module, in registration order, that tells: an integer ``input_size``
-    attribute (recurrent layers, and the convention for custom ones), a linear or a 1-d convolution layer."""
-    for sub in module.modules():
-        own = getattr(sub, "input_size", None)
-        if isinstance(own, int) and not isinstance(own, bool):
-            return own
-        if isinstance(sub, nn.Linear):
-            return int(sub.in_features)
-        if isinstance(sub, nn.Conv1d):
-            return int(sub.in_channels)
-    return None
 
 
 def find_embedding(model: nn.Module, name: str | None) -> tuple[str, nn.Embedding] | None:
@@ -59,7 +45,7 @@ class SequenceAdapter(Adapter):
 
     @property
     def input_size(self) -> int | None:
-        return _infer_input_size(self.model) if isinstance(self.model, nn.Module) else None
+        return infer_input_size(self.model) if isinstance(self.model, nn.Module) else None
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         kwargs = dict(self.layout.forward_kwargs)
@@ -133,6 +119,4 @@ class TokenAdapter(SequenceAdapter):
                 f"the embedding {self.embedding_name!r} was never called by {type(self.model).__name__}; "
                 "pass layout=gradhealth.Layout(embedding=...) naming the one the forward uses"
             )
-        emb = captured[0]
-        grad_input = emb if self.batch_first else emb.transpose(0, 1)
-        return AdapterOutput(grad_input, result.output)
+        return AdapterOutput(captured[0], result.output, is_time_major=not self.batch_first)

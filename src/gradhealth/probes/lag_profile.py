@@ -53,7 +53,7 @@ def lag_norms(ctx: ProbeContext, stream: str = "lag_profile") -> dict[str, tuple
                 grad = None
             if grad is None:  # the output does not depend on the input at all
                 grad = torch.zeros_like(out.grad_input)
-            per_step = grad.detach().to(torch.float64).norm(dim=-1)
+            per_step = out.batch_first_grad(grad).detach().to(torch.float64).norm(dim=-1)
             window = per_step[:, : max_lag + 1] if direction.is_reverse else per_step[:, total - 1 - max_lag :].flip(1)
             norms[direction.name] = (window.cpu(), bool(torch.isfinite(y_t).all()))
     return norms
