@@ -1,0 +1,161 @@
+"""The vanishing-gradient story in one call: four recurrent cells audited side by side on the same task.
+
+A vanilla tanh RNN, an LSTM and a GRU with PyTorch's default initialisation, and an LSTM with chrono-initialised
+gates (:func:`gradhealth.reference.chrono_lstm`, Tallec & Ollivier 2018), all with the same input and hidden size,
+are probed at the same dependency length K. The three default cells forget within about ten steps; the chrono
+LSTM carries gradient across all K steps. ``gradhealth demo`` prints this; :func:`run_demo` returns the reports.
+
+    >>> from gradhealth.demo import run_demo
+    >>> reports = run_demo(seq_len=60)
+    >>> reports["tanh RNN"].verdict, reports["chrono LSTM"].verdict
+    ('vanishing', 'healthy')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gradhealth.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gradhealth.report import Report
+
+__all__ = ["DEMO_MODELS", "build_demo_models", "demo_summary", "demo_table", "run_demo"]
+
+#: The models of the demo, in display order.
+DEMO_MODELS = ("tanh RNN", "LSTM", "GRU", "chrono LSTM")
+
+_VERDICT_STYLE = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "non_finite": "bold red"}
+
+
+def build_demo_models(*, seq_len: int, input_size: int = 8, hidden_size: int = 48, seed: int = 0) -> dict[str, Any]:
+    """Build the four demo models with seeded weights, leaving the global RNG untouched.
+
+    Args:
+        seq_len: the dependency length K; the chrono LSTM's longest gate timescale is set to it.
+        input_size: features per step.
+        hidden_size: hidden units of every model.
+        seed: seed of the weight initialisation.
+
+    Returns:
+        Models by name, in :data:`DEMO_MODELS` order.
+    """
+    import torch
+    from torch import nn
+
+    from gradhealth.reference import chrono_lstm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return {
+            "tanh RNN": nn.RNN(input_size, hidden_size, nonlinearity="tanh", batch_first=True),
+            "LSTM": nn.LSTM(input_size, hidden_size, batch_first=True),
+            "GRU": nn.GRU(input_size, hidden_size, batch_first=True),
+            "chrono LSTM": chrono_lstm(input_size, hidden_size, max(seq_len, 3), seed=seed),
+        }
+
+
+def run_demo(
+    *,
+    seq_len: int = 150,
+    input_size: int = 8,
+    hidden_size: int = 48,
+    batch_size: int = 8,
+    task: str = "noise",
+    seed: int = 0,
+    probes: str | list[str] = "quick",
+) -> dict[str, Report]:
+    """Audit the four demo models on the same task and dependency length.
+
+    Args:
+        seq_len: the dependency length K (lags 0..K are probed).
+        input_size: features per step.
+        hidden_size: hidden units of every model.
+        batch_size: probe sequences per model.
+        task: input task name (see :func:`gradhealth.audit`).
+        seed: seeds the weights and the probe inputs.
+        probes: probe preset or names (``"quick"``: the lag profile only).
+
+    Returns:
+        The reports by model name, in :data:`DEMO_MODELS` order.
+
+    Raises:
+        ConfigError: a setting is invalid.
+    """
+    from gradhealth.engine import audit
+
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 2:
+        raise ConfigError("seq_len", seq_len, "the demo needs an integer K >= 2")
+    models = build_demo_models(seq_len=seq_len, input_size=input_size, hidden_size=hidden_size, seed=seed)
+    return {
+        name: audit(model, seq_len=seq_len, batch_size=batch_size, task=task, seed=seed, probes=probes)
+        for name, model in models.items()
+    }
+
+
+def demo_table(reports: dict[str, Report]) -> Table:
+    """A rich table: one row per model with verdict, horizon, decay rate, half-life and a profile sparkline."""
+    from rich.table import Table
+
+    from gradhealth.render.text import format_number, sparkline
+
+    first = next(iter(reports.values()))
+    eps = float(first.config.get("eps", 1e-2))
+    table = Table(title=f"Gradient through time at K = {first.config.get('seq_len')} (ε = {eps:g})")
+    table.add_column("model")
+    table.add_column("verdict")
+    table.add_column("horizon", justify="right")
+    table.add_column("decay rate", justify="right")
+    table.add_column("half-life", justify="right")
+    table.add_column("g(k), log scale, lag 0 → K")
+    for name, report in reports.items():
+        m = report.metrics
+        horizon = format_number(m.horizon, " steps") if m.horizon_reached else f"> K ({format_number(m.horizon)}*)"
+        style = _VERDICT_STYLE.get(report.verdict, "")
+        table.add_row(
+            name,
+            f"[{style}]{report.verdict}[/]" if style else report.verdict,
+            horizon,
+            format_number(m.decay_rate, "/step"),
+            format_number(m.half_life, " steps"),
+            sparkline(report.profile.g, width=40),
+        )
+    table.caption = "* not reached within K: extrapolated from the tail decay rate"
+    return table
+
+
+def demo_summary(reports: dict[str, Report]) -> str:
+    """Two sentences saying what the demo shows, with the measured numbers."""
+    first = next(iter(reports.values()))
+    k = first.config.get("seq_len")
+    eps = float(first.config.get("eps", 1e-2))
+    vanishing = [name for name, r in reports.items() if r.verdict == "vanishing"]
+    short = [r.metrics.horizon for r in reports.values() if r.verdict == "vanishing"]
+    best_name, best = max(reports.items(), key=lambda item: item[1].metrics.horizon)
+    first_sentence = (
+        f"Each row is one model's gradient g(k) flowing back k steps from a loss at the last step, relative to "
+        f"lag 0; the horizon is how many steps it stays above ε = {eps:g}, and the task needs K = {k}."
+    )
+    if vanishing:
+        span = f"{min(short):.0f}-{max(short):.0f}" if min(short) != max(short) else f"{min(short):.0f}"
+        second = (
+            f"The {_join(vanishing)} lose the gradient within {span} steps (vanishing), while the "
+            f"{best_name} keeps it for {_horizon_words(best)}"
+            + (", because its forget gates start with long timescales." if best_name == "chrono LSTM" else ".")
+        )
+    else:
+        second = f"No model vanishes at this K; the {best_name} keeps gradient longest ({_horizon_words(best)})."
+    return f"{first_sentence}\n{second}"
+
+
+def _horizon_words(report: Report) -> str:
+    m = report.metrics
+    if m.horizon_reached:
+        return f"{m.horizon:.0f} steps"
+    return "all K steps and beyond"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

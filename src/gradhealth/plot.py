@@ -1,0 +1,425 @@
+"""Plots of a Report (matplotlib, the optional extra ``gradhealth[plot]``).
+
+- :func:`plot_profiles`: lag profiles g(k) on a log scale with the ε line, each horizon marked and the per-sample
+  band (10th to 90th percentile); several models or directions overlaid.
+- :func:`plot_parameter_gradients`: gradient norm per parameter, grouped by layer and gate (when the
+  ``parameter_gradients`` probe ran).
+- :func:`plot_spectrum`: eigenvalues of each recurrent matrix against the unit circle (when the ``spectrum``
+  probe ran).
+- :func:`plot_report` puts the available panels of one report in one figure; :func:`save_report_plots` writes
+  one PNG per panel to a folder (what ``gradhealth audit --plot DIR`` calls).
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never through ``pyplot``, so plotting needs
+no display, leaves no global figure state behind and works the same in a notebook, a CI job or a server.
+matplotlib is imported inside the functions: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gradhealth.errors import GradhealthError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from gradhealth.report import DirectionResult, Report
+
+__all__ = [
+    "PLOT_EXTRA",
+    "MissingExtraError",
+    "figure_png",
+    "label_reports",
+    "plot_parameter_gradients",
+    "plot_profiles",
+    "plot_report",
+    "plot_spectrum",
+    "require_matplotlib",
+    "save_figure",
+    "save_report_plots",
+]
+
+PLOT_EXTRA = "pip install 'gradhealth[plot]'"
+
+#: Line colours, colour-blind safe (Okabe & Ito), in the order models are drawn.
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+
+#: Profiles are clipped to this on the log axis: a vanishing profile drains off the bottom instead of squeezing
+#: every other curve into the top of the plot.
+Y_FLOOR = 1e-12
+
+
+class MissingExtraError(GradhealthError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+def require_matplotlib() -> None:
+    """Check that matplotlib is importable.
+
+    Raises:
+        MissingExtraError: matplotlib is missing; the message says ``pip install 'gradhealth[plot]'``.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError(f"plotting needs matplotlib, which is not installed: {PLOT_EXTRA}") from exc
+
+
+def label_reports(reports: Report | Sequence[Report] | Mapping[str, Report]) -> list[tuple[str, Report]]:
+    """Pair each report with a label: the mapping key, else the model's class and K.
+
+    Args:
+        reports: one report, a sequence of reports, or reports by label.
+
+    Returns:
+        ``(label, report)`` pairs in order.
+    """
+    from gradhealth.report import Report
+
+    if isinstance(reports, Report):
+        return [(_default_label(reports), reports)]
+    if isinstance(reports, Mapping):
+        return [(str(k), v) for k, v in reports.items()]
+    pairs = [(_default_label(r), r) for r in reports]
+    names = [p[0] for p in pairs]
+    return [(f"{name} #{i + 1}" if names.count(name) > 1 else name, r) for i, (name, r) in enumerate(pairs)]
+
+
+def _default_label(report: Report) -> str:
+    return str(report.model.get("class") or report.model.get("adapter") or "model")
+
+
+def _series(reports: Report | Sequence[Report] | Mapping[str, Report]) -> list[tuple[str, DirectionResult, Report]]:
+    series = []
+    for label, report in label_reports(reports):
+        for result in report.directions:
+            name = f"{label} ({result.name})" if len(report.directions) > 1 else label
+            series.append((name, result, report))
+    return series
+
+
+def _masked(values: Iterable[float], keep: Iterable[bool]) -> list[float]:
+    """Values to draw on a log axis: NaN (a gap) where unresolved, non-finite or not positive."""
+    return [v if k and math.isfinite(v) and v > 0 else math.nan for v, k in zip(values, keep, strict=True)]
+
+
+def plot_profiles(
+    reports: Report | Sequence[Report] | Mapping[str, Report],
+    *,
+    ax: Axes | None = None,
+    band: bool = True,
+    title: str | None = None,
+) -> Axes:
+    """Overlay the lag profiles g(k) of one or more reports (every direction of each) on a log scale.
+
+    Each profile is drawn over its resolved lags, with the 10th-90th percentile band of the per-sample ratios
+    (``profile.quantiles`` q10/q90 are log10 ratios), a dotted line at its horizon when reached within K, and
+    the ε line of the first report.
+
+    Args:
+        reports: one report, a sequence of reports, or reports by label.
+        ax: axes to draw on; a new figure is made when omitted (``ax.figure`` is it).
+        band: draw the per-sample band.
+        title: axes title.
+
+    Returns:
+        The axes drawn on.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    ax = ax if ax is not None else _new_axes()
+    series = _series(reports)
+    lowest = 1.0
+    highest = 1.0
+    for i, (name, result, _report) in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        style = "--" if result.name == "backward" else "-"
+        prof, m = result.profile, result.metrics
+        g = _masked(prof.g, prof.resolved)
+        drawn = [v for v in g if not math.isnan(v)]
+        lowest = min([lowest, *drawn])
+        highest = max([highest, *drawn])
+        label = f"{name}: {result.verdict}, horizon {_steps(m.horizon, m.horizon_reached)}"
+        ax.plot(prof.lags, g, style, color=color, lw=1.8, label=label)
+        if band and "q10" in prof.quantiles and "q90" in prof.quantiles:
+            low = [10.0**q if math.isfinite(q) else math.nan for q in prof.quantiles["q10"]]
+            high = [10.0**q if math.isfinite(q) else math.nan for q in prof.quantiles["q90"]]
+            ax.fill_between(
+                prof.lags, _masked(low, prof.resolved), _masked(high, prof.resolved), color=color, alpha=0.15, lw=0
+            )
+        if m.horizon_reached and m.horizon > 0:
+            ax.axvline(m.horizon, color=color, ls=":", lw=1.2)
+    eps = float(series[0][2].config.get("eps", 1e-2)) if series else 1e-2
+    ax.axhline(eps, color="0.35", ls="--", lw=1.0, label=f"ε = {eps:g}")
+    ax.set_yscale("log")
+    ax.set_ylim(max(lowest, Y_FLOOR) / 3.0, highest * 3.0)
+    ax.set_xlim(0, max((r.profile.lags[-1] for _, r, _ in series if r.profile.lags), default=1))
+    ax.set_xlabel("lag k: steps between the input and the output the loss is taken at")
+    ax.set_ylabel("g(k) = ‖∂L/∂x[t−k]‖ / ‖∂L/∂x[t]‖")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small", framealpha=0.9)
+    ax.set_title(title or "Gradient through time (dotted: horizon, band: 10-90% of samples)", fontsize="medium")
+    return ax
+
+
+def _steps(value: float, reached: bool) -> str:
+    if math.isinf(value):
+        return "∞"
+    return f"{value:.0f}" if reached else f"> K (≈{value:.0f} extrapolated)"
+
+
+def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes | None:
+    """Bar chart of the gradient norm of each parameter (log scale), grouped by layer and gate.
+
+    Reads ``report.probes["parameter_gradients"]``; returns ``None`` (drawing nothing) when that probe did not
+    run.
+
+    Args:
+        report: the report.
+        ax: axes to draw on; a new figure is made when omitted.
+
+    Returns:
+        The axes, or ``None`` when there is nothing to draw.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    rows = parameter_gradient_rows(report)
+    if not rows:
+        return None
+    ax = ax if ax is not None else _new_axes(height=max(3.0, 0.28 * len(rows) + 1.2))
+    names = [r[0] for r in rows]
+    values = [r[1] if math.isfinite(r[1]) and r[1] > 0 else math.nan for r in rows]
+    groups = list(dict.fromkeys(r[2] for r in rows))
+    colors = [COLORS[groups.index(r[2]) % len(COLORS)] for r in rows]
+    positions = list(range(len(rows)))
+    ax.barh(positions, [v if not math.isnan(v) else 0.0 for v in values], color=colors)
+    ax.set_yticks(positions, names, fontsize="small")
+    ax.invert_yaxis()
+    finite = [v for v in values if not math.isnan(v)]
+    if finite:
+        ax.set_xscale("log")
+        ax.set_xlim(min(finite) / 3.0, max(finite) * 3.0)
+    for pos, (_name, value, _group) in zip(positions, rows, strict=True):
+        if not math.isfinite(value):
+            ax.annotate("NaN/Inf", (0, pos), xycoords=("axes fraction", "data"), color="#D55E00", va="center")
+    ax.set_xlabel("gradient norm ‖∂L/∂θ‖ (same loss as the lag profile)")
+    ax.set_title("Parameter gradients by layer and gate", fontsize="medium")
+    ax.grid(True, axis="x", which="major", alpha=0.3)
+    return ax
+
+
+def parameter_gradient_rows(report: Report) -> list[tuple[str, float, str]]:
+    """``(label, gradient norm, group)`` per parameter or gate from the ``parameter_gradients`` probe.
+
+    Accepts the probe's plain data in either shape it may take: a list of per-parameter records, or a mapping
+    ``name -> record``; a record carries ``grad_norm`` (or ``norm``) and optionally a per-gate breakdown
+    ``gates: {gate: norm}``. Anything else gives no rows.
+    """
+    data = report.probes.get("parameter_gradients")
+    if not isinstance(data, Mapping):
+        return []
+    records = data.get("parameters", data)
+    items: list[tuple[str, Any]]
+    if isinstance(records, Mapping):
+        items = [(str(k), v) for k, v in records.items()]
+    elif isinstance(records, list):
+        items = [(str(r.get("name", i)), r) for i, r in enumerate(records) if isinstance(r, Mapping)]
+    else:
+        return []
+    rows: list[tuple[str, float, str]] = []
+    for name, record in items:
+        if not isinstance(record, Mapping):
+            continue
+        group = str(record.get("layer", name.rsplit("_", 1)[-1] if "_l" in name else ""))
+        gates = record.get("gates")
+        if isinstance(gates, Mapping) and gates:
+            for gate, value in gates.items():
+                norm = value.get("grad_norm") if isinstance(value, Mapping) else value
+                if isinstance(norm, (int, float)):
+                    rows.append((f"{name} [{gate}]", float(norm), group))
+            continue
+        norm = record.get("grad_norm", record.get("norm"))
+        if isinstance(norm, (int, float)):
+            rows.append((name, float(norm), group))
+    return rows
+
+
+def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
+    """Eigenvalues of each recurrent matrix in the complex plane, with the unit circle.
+
+    Reads ``report.probes["spectrum"]``; returns ``None`` when that probe did not run or recorded no
+    eigenvalues.
+
+    Args:
+        report: the report.
+        ax: axes to draw on; a new figure is made when omitted.
+
+    Returns:
+        The axes, or ``None`` when there is nothing to draw.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    matrices = spectrum_points(report)
+    if not matrices:
+        return None
+    ax = ax if ax is not None else _new_axes(width=5.0, height=5.0)
+    theta = [2 * math.pi * i / 256 for i in range(257)]
+    ax.plot([math.cos(t) for t in theta], [math.sin(t) for t in theta], color="0.35", lw=1.0, label="unit circle")
+    extent = 1.0
+    for i, (name, points, radius) in enumerate(matrices):
+        color = COLORS[i % len(COLORS)]
+        label = f"{name} (ρ = {radius:.3g})" if radius is not None else name
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, color=color, alpha=0.8, label=label)
+        extent = max([extent, *(math.hypot(*p) for p in points)])
+    ax.set_aspect("equal")
+    ax.set_xlim(-extent * 1.1, extent * 1.1)
+    ax.set_ylim(-extent * 1.1, extent * 1.1)
+    ax.axhline(0, color="0.8", lw=0.6)
+    ax.axvline(0, color="0.8", lw=0.6)
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.9)
+    ax.set_title("Recurrent matrix eigenvalues", fontsize="medium")
+    return ax
+
+
+def spectrum_points(report: Report) -> list[tuple[str, list[tuple[float, float]], float | None]]:
+    """``(matrix name, eigenvalues as (re, im), spectral radius)`` from the ``spectrum`` probe's plain data.
+
+    Accepts a list of per-matrix records or a mapping ``name -> record``; eigenvalues are read from
+    ``eigenvalues`` as ``[re, im]`` pairs, ``{"re":, "im":}`` objects, or from parallel ``eigenvalues_real``
+    / ``eigenvalues_imag`` lists.
+    """
+    data = report.probes.get("spectrum")
+    if not isinstance(data, Mapping):
+        return []
+    records = data.get("matrices", data)
+    items: list[tuple[str, Any]]
+    if isinstance(records, Mapping):
+        items = [(str(k), v) for k, v in records.items()]
+    elif isinstance(records, list):
+        items = [(str(r.get("name", i)), r) for i, r in enumerate(records) if isinstance(r, Mapping)]
+    else:
+        return []
+    found = []
+    for name, record in items:
+        if not isinstance(record, Mapping):
+            continue
+        points = _eigenvalues(record)
+        if points:
+            radius = record.get("spectral_radius", record.get("rho"))
+            found.append((name, points, float(radius) if isinstance(radius, (int, float)) else None))
+    return found
+
+
+def _eigenvalues(record: Mapping[str, Any]) -> list[tuple[float, float]]:
+    if "eigenvalues_real" in record:
+        imag = record.get("eigenvalues_imag") or [0.0] * len(record["eigenvalues_real"])
+        return [(float(a), float(b)) for a, b in zip(record["eigenvalues_real"], imag, strict=False)]
+    points = []
+    for value in record.get("eigenvalues") or []:
+        if isinstance(value, Mapping):
+            points.append((float(value.get("re", 0.0)), float(value.get("im", 0.0))))
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            points.append((float(value[0]), float(value[1])))
+        elif isinstance(value, (int, float)):
+            points.append((float(value), 0.0))
+    return points
+
+
+def plot_report(report: Report, path: str | Path | None = None, *, band: bool = True) -> Figure:
+    """One figure with every panel the report has data for: profiles, parameter gradients, spectrum.
+
+    Args:
+        report: the report.
+        path: where to save the figure (format from the suffix: ``.png``, ``.svg``, ``.pdf``); not saved if None.
+        band: draw the per-sample band on the profile panel.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    extra = [p for p in ("parameter_gradients", "spectrum") if _has_panel(report, p)]
+    fig = Figure(figsize=(8.0 + 5.0 * len(extra), 5.0), layout="constrained")
+    axes = fig.subplots(1, 1 + len(extra), squeeze=False)[0]
+    plot_profiles(report, ax=axes[0], band=band)
+    for ax, panel in zip(axes[1:], extra, strict=True):
+        _PANELS[panel](report, ax=ax)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _has_panel(report: Report, name: str) -> bool:
+    return bool(parameter_gradient_rows(report) if name == "parameter_gradients" else spectrum_points(report))
+
+
+_PANELS = {"parameter_gradients": plot_parameter_gradients, "spectrum": plot_spectrum}
+
+
+def save_report_plots(report: Report, directory: str | Path, *, stem: str = "gradhealth") -> list[Path]:
+    """Write one PNG per available panel to ``directory`` (created if missing).
+
+    Files: ``{stem}-profile.png`` always, ``{stem}-parameter-gradients.png`` and ``{stem}-spectrum.png`` when
+    those probes ran. This is what ``gradhealth audit --plot DIR`` calls, once per audited model (with a
+    distinct ``stem`` per model).
+
+    Args:
+        report: the report.
+        directory: output folder.
+        stem: file-name prefix.
+
+    Returns:
+        The paths written.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+    """
+    require_matplotlib()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    profile_ax = plot_profiles(report)
+    written.append(save_figure(profile_ax.figure, out / f"{stem}-profile.png"))
+    for panel in ("parameter_gradients", "spectrum"):
+        ax = _PANELS[panel](report)
+        if ax is not None:
+            written.append(save_figure(ax.figure, out / f"{stem}-{panel.replace('_', '-')}.png"))
+    return written
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
+    """Save a figure (format from the suffix) and return the path."""
+    target = Path(path)
+    if target.parent != Path():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi)
+    return target
+
+
+def figure_png(fig: Any, *, dpi: int = 110) -> bytes:
+    """A figure as PNG bytes (for embedding in HTML)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _new_axes(*, width: float = 8.0, height: float = 5.0) -> Axes:
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig.add_subplot()
