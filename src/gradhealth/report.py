@@ -247,6 +247,23 @@ class Report:
             raise ValueError(f"not a gradhealth report: invalid JSON ({exc})") from exc
         return cls.from_dict(decode_floats(data))
 
+    def plot(self, path: Any = None, **kw: Any) -> Any:
+        """Plot this report with matplotlib (the ``gradhealth[plot]`` extra): see :func:`gradhealth.plot.plot_report`.
+
+        Args:
+            path: where to save the figure (format from the suffix); not saved when ``None``.
+            **kw: passed to :func:`gradhealth.plot.plot_report`.
+
+        Returns:
+            The matplotlib figure.
+
+        Raises:
+            MissingExtraError: matplotlib is not installed.
+        """
+        from gradhealth.plot import plot_report
+
+        return plot_report(self, path, **kw)
+
     def __str__(self) -> str:
         from gradhealth.render.text import format_report
 
