@@ -1,0 +1,123 @@
+"""The metric functions against hand-computed profiles (the functional twin of the lag-profile probe)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gradhealth.metrics import horizon_at, linear_fit, resolution_floor, rms_over_samples, summarize_profile
+
+F64 = resolution_floor("float64")
+
+
+def profile(values: np.ndarray, batch: int = 3) -> np.ndarray:
+    return np.tile(values, (batch, 1))
+
+
+def test_resolution_floor_is_tiny_over_eps() -> None:
+    assert resolution_floor("float64") == pytest.approx(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
+    assert resolution_floor("float32") == pytest.approx(np.finfo(np.float32).tiny / np.finfo(np.float32).eps)
+    assert 1e-32 < resolution_floor("float32") < 1e-30
+
+
+def test_rms_over_samples_and_overflow_safety() -> None:
+    norms = np.array([[3.0, 1e300], [4.0, 1e300]])
+    np.testing.assert_allclose(rms_over_samples(norms), [math.sqrt(12.5), 1e300])
+
+
+def test_linear_fit_exact_line_and_r2() -> None:
+    slope, r2 = linear_fit(np.arange(5.0), 2 - 0.3 * np.arange(5.0))
+    assert slope == pytest.approx(-0.3)
+    assert r2 == pytest.approx(1.0)
+    assert linear_fit(np.array([1.0]), np.array([1.0])) == (None, None)
+
+
+def test_horizon_last_crossing_on_non_monotone_profile() -> None:
+    g = np.array([1.0, 0.001, 0.5, 0.02, 0.001, 0.0])
+    assert horizon_at(g, 1e-2, -1.0) == (4.0, True)  # the last lag above eps is 3, not the first dip
+
+
+def test_horizon_extrapolation_and_infinite() -> None:
+    g = 0.99 ** np.arange(11.0)
+    horizon, reached = horizon_at(g, 1e-2, math.log(0.99))
+    assert not reached
+    assert horizon == pytest.approx(math.log(1e-2) / math.log(0.99))
+    assert horizon_at(np.ones(5), 1e-2, 0.0) == (math.inf, False)
+
+
+def test_summarize_healthy_extrapolated() -> None:
+    result = summarize_profile(profile(0.999 ** np.arange(51.0)), floor=F64)
+    assert result.verdict == "healthy"
+    assert "neutral" in result.tags  # 50 * 0.001 < ln 2
+    assert result.metrics.horizon == pytest.approx(math.log(1e-2) / math.log(0.999))
+
+
+def test_summarize_exploding_and_first_explode_lag() -> None:
+    result = summarize_profile(profile(1.1 ** np.arange(61.0)), floor=F64)
+    assert result.verdict == "exploding"
+    assert result.metrics.first_explode_lag == 49
+    assert result.metrics.peak_lag == 60
+
+
+def test_summarize_non_finite_names_first_lag() -> None:
+    values = 0.9 ** np.arange(21.0)
+    norms = profile(values)
+    norms[1, 7:] = np.nan
+    result = summarize_profile(norms, floor=F64)
+    assert result.verdict == "non_finite"
+    assert result.metrics.first_nonfinite_lag == 7
+    assert math.isnan(result.profile.g[7])
+    assert result.metrics.decay_rate == pytest.approx(math.log(0.9))  # fitted on the finite lags
+
+
+def test_summarize_non_finite_output_alone() -> None:
+    result = summarize_profile(profile(0.5 ** np.arange(5.0)), floor=F64, output_is_finite=False)
+    assert result.verdict == "non_finite"
+    assert result.metrics.first_nonfinite_lag is None
+
+
+def test_peak_normalisation_when_lag_zero_is_zero() -> None:
+    values = np.array([0.0, 0.0, 2.0, 1.0, 0.5, 0.25])  # a pure delay of 2 steps before the decay
+    result = summarize_profile(profile(values), floor=F64)
+    assert result.metrics.normalization == "peak"
+    assert result.profile.g == pytest.approx([0.0, 0.0, 1.0, 0.5, 0.25, 0.125])
+    assert result.metrics.peak_lag == 2
+
+
+def test_no_gradient_at_all() -> None:
+    result = summarize_profile(np.zeros((2, 6)), floor=F64)
+    assert result.verdict == "vanishing"
+    assert result.metrics.horizon == 0
+    assert "no_gradient" in result.tags
+
+
+def test_underflow_below_floor_is_unresolved_not_structural() -> None:
+    values = np.array([1.0, 1e-3, 1e-300, 1e-310, 0.0])
+    result = summarize_profile(profile(values), floor=F64)
+    assert result.profile.resolved == [True, True, False, False, True]
+    assert "unresolved_tail" in result.tags
+    assert result.metrics.resolved_lags == 3
+    assert result.metrics.decay_rate == pytest.approx(math.log(1e-3))  # fitted on lags 0 and 1 only
+
+
+def test_non_exponential_tag() -> None:
+    k = np.arange(41.0)
+    result = summarize_profile(profile(1 / (1 + k) ** 3), floor=F64)  # power law: curved in log space
+    assert "non_exponential" not in result.tags or result.metrics.fit_r2 < 0.9
+    wiggly = np.exp(-0.1 * k) * (1 + 0.99 * np.sin(k)) + 1e-9
+    assert "non_exponential" in summarize_profile(profile(wiggly), floor=F64).tags
+
+
+def test_quantiles_are_per_sample_log10_ratios() -> None:
+    norms = np.array([[1.0, 0.1], [2.0, 2.0], [1.0, 1e-3]])
+    result = summarize_profile(norms, floor=F64)
+    assert result.profile.quantiles["q50"] == pytest.approx([0.0, -1.0])
+    assert result.profile.quantiles["q10"] == pytest.approx([0.0, -3.0])
+    assert result.profile.quantiles["q90"] == pytest.approx([0.0, 0.0])
+
+
+def test_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match=r"shape \[batch, lags\]"):
+        summarize_profile(np.ones(4), floor=F64)
