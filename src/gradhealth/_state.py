@@ -48,7 +48,7 @@ def _restore_module(snapshot: dict[str, Any]) -> None:
 def preserved_state(model: Any) -> Iterator[None]:
     """Restore global RNG states, grad mode and the model's module state on exit, also on error."""
     cpu_rng = torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None  # type: ignore[no-untyped-call]
     grad_enabled = torch.is_grad_enabled()
     snapshot = _module_snapshot(model) if isinstance(model, nn.Module) else None
     try:

@@ -73,11 +73,16 @@ class DelayLine(nn.Module):
         super().__init__()
         self.input_size = size
         self.length = length
+        self.scale: torch.Tensor
         self.register_buffer("scale", torch.ones(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded = torch.nn.functional.pad(x, (0, 0, self.length - 1, 0))
         return padded.unfold(1, self.length, 1).sum(-1) * self.scale
+
+
+def _param(module: nn.Module, name: str) -> torch.Tensor:
+    return module.get_parameter(name)
 
 
 def _zero_(module: nn.Module) -> None:
@@ -91,8 +96,8 @@ def scaled_orthogonal_rnn(size: int, rho: float, *, seed: int = 0) -> nn.RNN:
     rnn = nn.RNN(size, size, batch_first=True)
     _zero_(rnn)
     with torch.no_grad():
-        rnn.weight_hh_l0.copy_(rho * random_orthogonal(size, seed=seed, dtype=torch.float32))
-        rnn.weight_ih_l0.copy_(torch.eye(size))
+        _param(rnn, "weight_hh_l0").copy_(rho * random_orthogonal(size, seed=seed, dtype=torch.float32))
+        _param(rnn, "weight_ih_l0").copy_(torch.eye(size))
     return rnn
 
 
@@ -108,10 +113,10 @@ def constant_forget_lstm(size: int, forget: float, *, seed: int = 0) -> nn.LSTM:
     h = size
     with torch.no_grad():
         # PyTorch gate order: input, forget, cell (g), output.
-        lstm.bias_ih_l0[:h] = _logit(0.5)
-        lstm.bias_ih_l0[h : 2 * h] = _logit(forget)
-        lstm.bias_ih_l0[3 * h :] = _logit(0.5)
-        lstm.weight_ih_l0[2 * h : 3 * h] = random_orthogonal(size, seed=seed, dtype=torch.float32)
+        _param(lstm, "bias_ih_l0")[:h] = _logit(0.5)
+        _param(lstm, "bias_ih_l0")[h : 2 * h] = _logit(forget)
+        _param(lstm, "bias_ih_l0")[3 * h :] = _logit(0.5)
+        _param(lstm, "weight_ih_l0")[2 * h : 3 * h] = random_orthogonal(size, seed=seed, dtype=torch.float32)
     return lstm
 
 
@@ -123,8 +128,8 @@ def constant_update_gru(size: int, update: float, *, seed: int = 0) -> nn.GRU:
     h = size
     with torch.no_grad():
         # PyTorch gate order: reset, update (z), new (n).
-        gru.bias_ih_l0[h : 2 * h] = _logit(update)
-        gru.weight_ih_l0[2 * h :] = random_orthogonal(size, seed=seed, dtype=torch.float32)
+        _param(gru, "bias_ih_l0")[h : 2 * h] = _logit(update)
+        _param(gru, "weight_ih_l0")[2 * h :] = random_orthogonal(size, seed=seed, dtype=torch.float32)
     return gru
 
 
@@ -133,7 +138,7 @@ def chrono_lstm(input_size: int, hidden_size: int, max_timescale: int, *, seed: 
     -log(u), with u ~ U[1, max_timescale - 1] per unit, so unit timescales 1/(1 - f) ≈ 1 + u span up to
     ``max_timescale`` steps."""
     torch_gen = torch.Generator().manual_seed(seed)
-    lstm = nn.LSTM(input_size, hidden_size, batch_first=True, **kwargs)  # type: ignore[arg-type]
+    lstm = nn.LSTM(input_size, hidden_size, batch_first=True, **kwargs)
     h = hidden_size
     with torch.no_grad():
         for name, bias in lstm.named_parameters():

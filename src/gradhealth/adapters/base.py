@@ -12,7 +12,7 @@ import copy
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -193,7 +193,7 @@ class Adapter(abc.ABC):
     """
 
     #: short family name shown in reports, e.g. ``"torch.nn.LSTM"``.
-    family: ClassVar[str] = "sequence"
+    family: str = "sequence"
 
     def __init__(self, model: Any, layout: Layout) -> None:
         self.model = model

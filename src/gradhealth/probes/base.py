@@ -81,8 +81,12 @@ class ProbeContext:
             dtype=self.dtype,
             vocab_size=self.adapter.vocab_size,
         )
-        move = lambda t: None if t is None else t.to(self.device)  # noqa: E731
-        return TaskBatch(move(batch.inputs), move(batch.targets), move(batch.target_mask))
+        device = self.device
+        return TaskBatch(
+            batch.inputs.to(device),
+            None if batch.targets is None else batch.targets.to(device),
+            None if batch.target_mask is None else batch.target_mask.to(device),
+        )
 
     def randn(self, stream: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """Gaussian draws from a named stream, drawn in float64 on CPU, cast like ``like``."""
