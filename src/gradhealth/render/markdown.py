@@ -1,0 +1,65 @@
+"""Markdown output: one table row per audited model and direction of time, then failed gates and errors.
+
+:func:`summary_rows` is shared with the terminal table and the GitHub step summary, so they all show the same
+columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gradhealth.render.registry import NamedReport
+from gradhealth.render.text import format_number
+
+__all__ = ["COLUMNS", "render", "summary_rows"]
+
+COLUMNS = ("model", "direction", "verdict", "horizon", "decay rate", "half-life", "gates")
+
+
+def _gate_cell(entry: NamedReport, direction: str) -> str:
+    if not entry.gates:
+        return "-"
+    mine = [g for g in entry.gates if g.direction == direction]
+    bad = [g.gate for g in mine if not g.passed]
+    return "FAIL " + ", ".join(bad) if bad else "pass"
+
+
+def summary_rows(reports: Sequence[NamedReport]) -> list[tuple[str, ...]]:
+    """Rows of :data:`COLUMNS`; an input that could not be audited gives one ``error`` row."""
+    rows: list[tuple[str, ...]] = []
+    for entry in reports:
+        if entry.report is None:
+            rows.append((entry.name, "-", "error", "-", "-", "-", entry.error or "not audited"))
+            continue
+        for d in entry.report.directions:
+            m = d.metrics
+            horizon = format_number(m.horizon) + ("" if m.horizon_reached else " (extrapolated)")
+            rows.append(
+                (
+                    entry.name,
+                    d.name,
+                    d.verdict,
+                    horizon,
+                    format_number(m.decay_rate, "/step"),
+                    format_number(m.half_life),
+                    _gate_cell(entry, d.name),
+                )
+            )
+    return rows
+
+
+def _escape(cell: str) -> str:
+    return cell.replace("|", "\\|").replace("\n", " ")
+
+
+def render(reports: Sequence[NamedReport], **options: Any) -> str:
+    """A Markdown table, then the failed gates and unreadable inputs as a list."""
+    title = options.get("title", "gradhealth audit")
+    lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in summary_rows(reports)]
+    problems = [f"- **{r.name}**: {g.gate} ({g.direction}): {g.message}" for r in reports for g in r.failed_gates]
+    problems += [f"- **{r.name}**: {r.error}" for r in reports if r.error]
+    if problems:
+        lines += ["", *problems]
+    return "\n".join(lines) + "\n"

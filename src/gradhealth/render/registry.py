@@ -1,0 +1,96 @@
+"""Renderers by format name, gathered through the ``gradhealth_register_renderers`` hook.
+
+A renderer is a callable ``render(reports: Sequence[NamedReport], **options) -> str``. ``reports`` holds one entry
+per audited model (a checkpoint, or one recurrent layer of it), with its gate results or the error that stopped
+it; ``options`` are keyword-only extras a renderer may use or ignore (``color: bool`` for terminal colours,
+``title: str``). Built-in formats: ``table``, ``json``, ``markdown``, ``junit``, ``github``. A plugin adds one::
+
+    from gradhealth.hookspecs import hookimpl
+
+    @hookimpl
+    def gradhealth_register_renderers():
+        return {"csv": lambda reports, **options: "\\n".join(r.name for r in reports)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gradhealth.errors import ConfigError, PluginError
+from gradhealth.gates import GateResult, failed
+from gradhealth.report import Report
+
+__all__ = ["NamedReport", "Renderer", "get_renderer", "renderers"]
+
+
+@dataclass
+class NamedReport:
+    """One audited model, as renderers see it.
+
+    Attributes:
+        name: a display name: the input path, plus ``:layer`` when a checkpoint holds several layers.
+        path: the input as given.
+        layer: the recurrent layer's name inside the checkpoint (``"encoder.rnn"``), if any.
+        report: the audit's Report, or ``None`` when the input could not be audited.
+        gates: the gate results (passed and failed).
+        error: the one-line reason the input could not be audited.
+    """
+
+    name: str
+    path: str
+    layer: str | None = None
+    report: Report | None = None
+    gates: list[GateResult] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        """The gates that failed."""
+        return failed(self.gates)
+
+    @property
+    def status(self) -> str:
+        """``"error"`` (not audited), ``"fail"`` (a gate failed) or ``"pass"``."""
+        if self.error is not None or self.report is None:
+            return "error"
+        return "fail" if self.failed_gates else "pass"
+
+
+class Renderer(Protocol):
+    """The renderer signature."""
+
+    def __call__(self, reports: Sequence[NamedReport], **options: Any) -> str: ...
+
+
+def renderers() -> dict[str, Renderer]:
+    """Every registered renderer by format name; two plugins may not claim one name.
+
+    Raises:
+        PluginError: two plugins register the same format name.
+    """
+    from gradhealth.plugins import get_plugin_manager
+
+    found: dict[str, Renderer] = {}
+    for batch in reversed(get_plugin_manager().hook.gradhealth_register_renderers()):
+        for name, func in batch.items():
+            if name in found and found[name] is not func:
+                raise PluginError(
+                    f"two plugins register a renderer named {name!r}; rename one",
+                    hook="gradhealth_register_renderers",
+                )
+            found[name] = func
+    return found
+
+
+def get_renderer(name: str, *, source: str = "--format") -> Renderer:
+    """The renderer for a format name.
+
+    Raises:
+        ConfigError: no renderer has that name; the message lists the known ones.
+    """
+    known = renderers()
+    if name not in known:
+        raise ConfigError("format", name, f"known formats: {', '.join(sorted(known))}", source=source)
+    return known[name]
