@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from gradhealth.report import Report
 
-__all__ = ["DEMO_MODELS", "build_demo_models", "demo_summary", "demo_table", "run_demo"]
+__all__ = ["DEMO_MODELS", "build_demo_models", "demo_sparklines", "demo_summary", "demo_table", "run_demo"]
 
 #: The models of the demo, in display order.
 DEMO_MODELS = ("tanh RNN", "LSTM", "GRU", "chrono LSTM")
@@ -96,10 +96,10 @@ def run_demo(
 
 
 def demo_table(reports: dict[str, Report]) -> Table:
-    """A rich table: one row per model with verdict, horizon, decay rate, half-life and a profile sparkline."""
+    """A rich table: one row per model with its verdict, horizon, decay rate and half-life."""
     from rich.table import Table
 
-    from gradhealth.render.text import format_number, sparkline
+    from gradhealth.render.text import format_number
 
     first = next(iter(reports.values()))
     eps = float(first.config.get("eps", 1e-2))
@@ -109,7 +109,6 @@ def demo_table(reports: dict[str, Report]) -> Table:
     table.add_column("horizon", justify="right")
     table.add_column("decay rate", justify="right")
     table.add_column("half-life", justify="right")
-    table.add_column("g(k), log scale, lag 0 → K")
     for name, report in reports.items():
         m = report.metrics
         horizon = format_number(m.horizon, " steps") if m.horizon_reached else f"> K ({format_number(m.horizon)}*)"
@@ -120,10 +119,20 @@ def demo_table(reports: dict[str, Report]) -> Table:
             horizon,
             format_number(m.decay_rate, "/step"),
             format_number(m.half_life, " steps"),
-            sparkline(report.profile.g, width=40),
         )
-    table.caption = "* not reached within K: extrapolated from the tail decay rate"
+    if any(not r.metrics.horizon_reached for r in reports.values()):
+        table.caption = "* not reached within K: extrapolated from the tail decay rate"
     return table
+
+
+def demo_sparklines(reports: dict[str, Report], *, width: int = 50) -> str:
+    """One text sparkline per model: g(k) on a log scale from lag 0 (left) to K (right), blank below 1e-12."""
+    from gradhealth.render.text import sparkline
+
+    pad = max(len(name) for name in reports)
+    lines = [f"{'g(k), log scale':<{pad}}  lag 0 → K"]
+    lines += [f"{name:<{pad}} |{sparkline(r.profile.g, width=width)}|" for name, r in reports.items()]
+    return "\n".join(lines)
 
 
 def demo_summary(reports: dict[str, Report]) -> str:

@@ -91,7 +91,7 @@ def label_reports(reports: Report | Sequence[Report] | Mapping[str, Report]) -> 
 
 
 def _default_label(report: Report) -> str:
-    return str(report.model.get("class") or report.model.get("adapter") or "model")
+    return str(report.model.get("adapter") or report.model.get("class") or "model")
 
 
 def _series(reports: Report | Sequence[Report] | Mapping[str, Report]) -> list[tuple[str, DirectionResult, Report]]:
@@ -114,6 +114,7 @@ def plot_profiles(
     ax: Axes | None = None,
     band: bool = True,
     title: str | None = None,
+    first_color: int = 0,
 ) -> Axes:
     """Overlay the lag profiles g(k) of one or more reports (every direction of each) on a log scale.
 
@@ -126,6 +127,7 @@ def plot_profiles(
         ax: axes to draw on; a new figure is made when omitted (``ax.figure`` is it).
         band: draw the per-sample band.
         title: axes title.
+        first_color: index into :data:`COLORS` of the first line (to match another plot's colours).
 
     Returns:
         The axes drawn on.
@@ -138,7 +140,7 @@ def plot_profiles(
     lowest = 1.0
     highest = 1.0
     for i, (name, result, _report) in enumerate(series):
-        color = COLORS[i % len(COLORS)]
+        color = COLORS[(first_color + i) % len(COLORS)]
         style = "--" if result.name == "backward" else "-"
         prof, m = result.profile, result.metrics
         g = _masked(prof.g, prof.resolved)
@@ -163,7 +165,7 @@ def plot_profiles(
     ax.set_xlabel("lag k: steps between the input and the output the loss is taken at")
     ax.set_ylabel("g(k) = ‖∂L/∂x[t−k]‖ / ‖∂L/∂x[t]‖")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small", framealpha=0.9)
+    ax.legend(loc="best", fontsize="small", framealpha=0.9)
     ax.set_title(title or "Gradient through time (dotted: horizon, band: 10-90% of samples)", fontsize="medium")
     return ax
 

@@ -47,7 +47,7 @@ def demo(
     from rich.console import Console
 
     from gradhealth.cli import EXIT_BAD_INPUT
-    from gradhealth.demo import demo_summary, demo_table, run_demo
+    from gradhealth.demo import demo_sparklines, demo_summary, demo_table, run_demo
     from gradhealth.errors import GradhealthError
 
     console = Console()
@@ -56,6 +56,8 @@ def demo(
         with console.status(f"auditing 4 models at K = {seq_len}..."):
             reports = run_demo(seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size, seed=seed)
         console.print(demo_table(reports))
+        console.print(demo_sparklines(reports), highlight=False, markup=False)
+        console.print()
         console.print(demo_summary(reports), highlight=False)
         if plot is not None:
             console.print(f"plot written to {_write_plot(reports, plot)}")

@@ -6,7 +6,9 @@ the styles are inline, so the file opens offline and can be attached to a CI run
 fetched from the network. Without matplotlib the plots are replaced by a text sparkline and a note naming the
 ``gradhealth[plot]`` extra.
 
-Registered as format ``html`` through the ``gradhealth_register_renderers`` hook.
+:func:`render` is the renderer registered as format ``html`` (``gradhealth audit --format html``): it takes the
+registry's :class:`~gradhealth.render.registry.NamedReport` entries, so gate results and inputs that could not be
+audited show too. :func:`render_html` takes plain reports as well.
 """
 
 from __future__ import annotations
@@ -14,22 +16,27 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.hookspecs import hookimpl
 from gradhealth.render.text import format_number, sparkline
 
 if TYPE_CHECKING:
+    from gradhealth.gates import GateResult
+    from gradhealth.render.registry import NamedReport
     from gradhealth.report import DirectionResult, Report
 
-__all__ = ["gradhealth_register_renderers", "render_html", "verdict_sentence"]
+__all__ = ["render", "render_html", "verdict_sentence"]
 
 _VERDICT_COLORS = {
     "healthy": ("#1a7f37", "#dafbe1"),
     "vanishing": ("#9a6700", "#fff8c5"),
     "exploding": ("#cf222e", "#ffebe9"),
     "non_finite": ("#82071e", "#ffebe9"),
+    "pass": ("#1a7f37", "#dafbe1"),
+    "fail": ("#cf222e", "#ffebe9"),
+    "error": ("#82071e", "#ffebe9"),
 }
 
 _STYLE = """
@@ -38,7 +45,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; co
 main { max-width: 1100px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; min-height: 100vh; }
 h1 { font-size: 1.6rem; margin: 0 0 4px; } h2 { font-size: 1.3rem; margin: 32px 0 8px; border-bottom: 1px solid #d0d7de;
      padding-bottom: 4px; } h3 { font-size: 1.05rem; margin: 20px 0 8px; }
-.sub { color: #59636e; margin: 0 0 16px; }
+.sub { color: #59636e; margin: 0 0 16px; } .headline { font-size: 1.1rem; margin: 8px 0; }
 .verdict { border-radius: 8px; padding: 12px 16px; margin: 12px 0; border-left: 6px solid; }
 .verdict .label { font-weight: 700; font-size: 1.25rem; letter-spacing: 0.03em; }
 .badge { display: inline-block; border-radius: 12px; padding: 1px 10px; font-weight: 600; font-size: 0.85rem; }
@@ -59,14 +66,23 @@ footer { color: #59636e; font-size: 0.8rem; margin-top: 40px; }
 """
 
 
-@hookimpl
-def gradhealth_register_renderers() -> dict[str, Any]:
-    """Register this renderer as format ``html``."""
-    return {"html": render_html}
+@dataclass
+class _Entry:
+    """One model on the page: its report, or the reason it could not be audited, and its gate results."""
+
+    label: str
+    report: Report | None
+    gates: list[GateResult] = field(default_factory=list)
+    error: str | None = None
+
+
+def render(reports: Sequence[NamedReport], **options: Any) -> str:
+    """The ``html`` format of the renderer registry: :func:`render_html` over named reports."""
+    return render_html(reports, **options)
 
 
 def render_html(
-    reports: Report | Sequence[Report] | Mapping[str, Report],
+    reports: Report | Sequence[Report | NamedReport] | Mapping[str, Report],
     *,
     labels: Sequence[str] | None = None,
     title: str | None = None,
@@ -76,7 +92,7 @@ def render_html(
     """Render one or more reports as one self-contained HTML page.
 
     Args:
-        reports: one report, a sequence of reports, or reports by label.
+        reports: one report, a sequence of reports or of the registry's named reports, or reports by label.
         labels: names for the reports (default: the mapping keys, else the model class).
         title: page title.
         plots: embed matplotlib plots (when matplotlib is installed).
@@ -85,33 +101,61 @@ def render_html(
     Returns:
         The HTML document.
     """
-    from gradhealth.plot import label_reports
-
-    pairs = label_reports(reports)
-    if labels is not None:
-        pairs = [(str(label), report) for label, (_, report) in zip(labels, pairs, strict=True)]
-    if not pairs:
+    entries = _entries(reports, labels)
+    if not entries:
         raise ValueError("render_html needs at least one report")
-    page_title = title or ("gradhealth report" if len(pairs) == 1 else f"gradhealth report: {len(pairs)} models")
+    pairs = [(e.label, e.report) for e in entries if e.report is not None]
+    page_title = title or ("gradhealth report" if len(entries) == 1 else f"gradhealth report: {len(entries)} models")
     images = _Images(enabled=plots)
-    body = [f"<h1>{escape(page_title)}</h1>", f'<p class="sub">{escape(_subtitle(pairs))}</p>']
-    if len(pairs) > 1:
-        body.append(_summary_table(pairs))
-        body.append(images.profiles(dict(pairs), "Lag profiles of every model, overlaid."))
-    for label, report in pairs:
-        body.append(_report_section(label, report, images, heading=len(pairs) > 1))
+    body = [f"<h1>{escape(page_title)}</h1>", f'<p class="sub">{escape(_subtitle(entries))}</p>']
+    if len(entries) > 1:
+        body.append(f'<p class="headline">{_headline(entries)}</p>')
+        body.append(_summary_table(entries))
+        if len(pairs) > 1:
+            body.append(images.profiles(dict(pairs), "Lag profiles of every model, overlaid."))
+    for i, entry in enumerate(entries):
+        body.append(_entry_section(entry, images, heading=len(entries) > 1, color=i))
+    if not pairs:
+        return _page(page_title, body)
     version = pairs[0][1].gradhealth_version
     body.append(
         f"<footer>gradhealth {escape(version)} · report schema version {pairs[0][1].schema_version} · "
         "self-contained: no network access needed to view this file.</footer>"
     )
+    return _page(page_title, body)
+
+
+def _page(title: str, body: list[str]) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(page_title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n"
         + "\n".join(body)
         + "\n</main>\n</body>\n</html>\n"
     )
+
+
+def _entries(
+    reports: Report | Sequence[Report | NamedReport] | Mapping[str, Report], labels: Sequence[str] | None
+) -> list[_Entry]:
+    from gradhealth.plot import label_reports
+    from gradhealth.report import Report
+
+    if isinstance(reports, (Report, Mapping)):
+        entries = [_Entry(label, report) for label, report in label_reports(reports)]
+    else:
+        plain = [r for r in reports if isinstance(r, Report)]
+        plain_labels = iter(label for label, _ in label_reports(plain))
+        entries = [
+            _Entry(next(plain_labels), r) if isinstance(r, Report) else _Entry(r.name, r.report, list(r.gates), r.error)
+            for r in reports
+        ]
+    if labels is not None:
+        if len(labels) != len(entries):
+            raise ValueError(f"render_html got {len(labels)} labels for {len(entries)} reports")
+        for entry, label in zip(entries, labels, strict=True):
+            entry.label = str(label)
+    return entries
 
 
 def verdict_sentence(result: DirectionResult | Report, seq_len: int | None, eps: float) -> str:
@@ -135,14 +179,17 @@ def verdict_sentence(result: DirectionResult | Report, seq_len: int | None, eps:
     return f"The gradient stays above ε = {eps:g} of its lag-0 size across all {k} steps{extrapolated}."
 
 
-def _subtitle(pairs: list[tuple[str, Report]]) -> str:
-    cfg = pairs[0][1].config
+def _subtitle(entries: list[_Entry]) -> str:
+    audited = [e for e in entries if e.report is not None]
+    if not audited:
+        return f"{len(entries)} inputs, none could be audited"
+    cfg = audited[0].report.config if audited[0].report is not None else {}
     parts = [f"K = {cfg.get('seq_len')}", f"task {cfg.get('task')}", f"ε = {cfg.get('eps')}"]
-    if len(pairs) == 1:
-        model = pairs[0][1].model
-        parts.insert(0, f"{pairs[0][0]} ({format_number(model.get('parameters'))} parameters)")
+    if len(entries) == 1 and audited[0].report is not None:
+        parameters = format_number(audited[0].report.model.get("parameters"))
+        parts.insert(0, f"{audited[0].label} ({parameters} parameters)")
     else:
-        parts.insert(0, f"{len(pairs)} models")
+        parts.insert(0, f"{len(entries)} models")
     return " · ".join(parts)
 
 
@@ -173,18 +220,50 @@ _METRIC_HEAD = (
 )
 
 
-def _summary_table(pairs: list[tuple[str, Report]]) -> str:
-    rows = "".join(f"<tr><td>{escape(label)}</td>{_metric_cells(r)}</tr>" for label, r in pairs)
-    return f"<table><thead><tr><th>model</th>{_METRIC_HEAD}</tr></thead><tbody>{rows}</tbody></table>"
+def _summary_table(entries: list[_Entry]) -> str:
+    has_gates = any(e.gates for e in entries)
+    rows = []
+    for e in entries:
+        gates = f"<td>{_gate_cell(e.gates)}</td>" if has_gates else ""
+        if e.report is None:
+            cells = f'<td>{_badge("error")}</td><td colspan="6">{escape(e.error or "not audited")}</td>'
+        else:
+            cells = _metric_cells(e.report)
+        rows.append(f"<tr><td>{escape(e.label)}</td>{cells}{gates}</tr>")
+    head = f"<tr><th>model</th>{_METRIC_HEAD}{'<th>gates</th>' if has_gates else ''}</tr>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _report_section(label: str, report: Report, images: _Images, *, heading: bool) -> str:
+def _headline(entries: list[_Entry]) -> str:
+    counts: dict[str, int] = {}
+    for e in entries:
+        key = e.report.verdict if e.report is not None else "error"
+        counts[key] = counts.get(key, 0) + 1
+    order = ["non_finite", "exploding", "vanishing", "healthy", "error"]
+    return "Verdicts: " + " ".join(f"{_badge(v)} × {counts[v]}" for v in order if v in counts)
+
+
+def _gate_cell(gates: list[GateResult]) -> str:
+    if not gates:
+        return "—"
+    failed = [g for g in gates if not g.passed]
+    return _badge("fail") if failed else _badge("pass")
+
+
+def _entry_section(entry: _Entry, images: _Images, *, heading: bool, color: int) -> str:
+    parts = [f"<section><h2>{escape(entry.label)}</h2>" if heading else "<section>"]
+    report = entry.report
+    if report is None:
+        parts.append(
+            f'<div class="verdict" style="border-color:#cf222e;background:#ffebe9"><span class="label" '
+            f'style="color:#cf222e">NOT AUDITED</span><p>{escape(entry.error or "no report")}</p></div></section>'
+        )
+        return "\n".join(parts)
     cfg = report.config
     eps = float(cfg.get("eps", 1e-2))
     seq_len = cfg.get("seq_len")
     fg, bg = _VERDICT_COLORS.get(report.verdict, ("#1f2328", "#eaeef2"))
     worst = f" (worst of {len(report.directions)} directions: {report.primary_direction})"
-    parts = [f"<section><h2>{escape(label)}</h2>" if heading else "<section>"]
     parts.append(
         f'<div class="verdict" style="border-color:{fg};background:{bg}"><span class="label" style="color:{fg}">'
         f"{escape(report.verdict.upper())}</span>{escape(worst if len(report.directions) > 1 else '')}"
@@ -192,13 +271,25 @@ def _report_section(label: str, report: Report, images: _Images, *, heading: boo
     )
     rows = "".join(f"<tr><td>{escape(d.name)}</td>{_metric_cells(d)}</tr>" for d in report.directions)
     parts.append(f"<table><thead><tr><th>direction</th>{_METRIC_HEAD}</tr></thead><tbody>{rows}</tbody></table>")
+    parts.append(_gates(entry.gates))
     parts.append("<h3>Plots</h3>")
-    parts.append(images.profiles({label: report}, _profile_caption(report)))
+    parts.append(images.profiles({entry.label: report}, _profile_caption(report), first_color=color))
     parts.append(images.panels(report))
     parts.append(_findings(report))
     parts.append(_settings(report))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
+
+
+def _gates(gates: list[GateResult]) -> str:
+    if not gates:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_badge('pass' if g.passed else 'fail')}</td><td>{escape(g.gate)}</td>"
+        f"<td>{escape(g.direction)}</td><td>{escape(g.message)}</td></tr>"
+        for g in gates
+    )
+    return f"<h3>Gates</h3><table><tbody>{rows}</tbody></table>"
 
 
 def _profile_caption(report: Report) -> str:
@@ -239,6 +330,8 @@ def _plain(value: Any) -> str:
         return format_number(value)
     if isinstance(value, (list, tuple)):
         return ", ".join(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items() if v not in (None, [], {}, ())) or "—"
     return "—" if value is None else str(value)
 
 
@@ -263,13 +356,13 @@ class _Images:
             return f'<p class="note">No plots: {escape(self.missing)}.</p>'
         return None
 
-    def profiles(self, reports: dict[str, Report], caption: str) -> str:
+    def profiles(self, reports: dict[str, Report], caption: str, *, first_color: int = 0) -> str:
         fallback = self._unavailable()
         if fallback is not None:
             return fallback
         from gradhealth.plot import plot_profiles
 
-        ax = plot_profiles(reports)
+        ax = plot_profiles(reports, first_color=first_color)
         return _figure_html(ax.figure, "lag profile g(k) on a log scale", caption)
 
     def panels(self, report: Report) -> str:
