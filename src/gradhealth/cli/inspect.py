@@ -1,0 +1,106 @@
+"""``gradhealth inspect``: what a checkpoint holds and whether it is safe to load, without auditing it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gradhealth.cli._common import clean_errors, write_output
+
+__all__ = ["inspect_checkpoint", "register"]
+
+HELP = """Show a checkpoint's format, tensors, recurrent layers found and safety verdict.
+
+Nothing in the file is executed: unsafe globals are found by reading the pickle, not by running it.
+
+Examples:
+
+  gradhealth inspect ckpt.pt
+
+  gradhealth inspect model.safetensors --format json
+"""
+
+
+def _safety(path: Path, fmt: str, allowed: tuple[str, ...]) -> tuple[str, list[str]]:
+    from gradhealth.loaders.detect import CODE_FORMATS
+    from gradhealth.loaders.safety import unsafe_globals
+
+    if fmt in CODE_FORMATS:
+        return "needs --trust (the file holds code)", []
+    if fmt in {"torch_zip", "torch_legacy"}:
+        names = unsafe_globals(path, fmt, allowed)
+        if names:
+            return f"needs --trust or --allow-global (unsafe globals: {', '.join(names)})", names
+    return "safe", []
+
+
+def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What ``gradhealth inspect`` reports, as plain data.
+
+    Raises:
+        CheckpointError: the input is missing, corrupt or of an unknown format.
+    """
+    from gradhealth.loaders import detect_format, open_checkpoint
+    from gradhealth.loaders.reconstruct import layer_specs
+
+    fmt = detect_format(path)
+    verdict, unsafe = _safety(path, fmt, allow_globals)
+    info: dict[str, Any] = {"path": str(path), "format": fmt, "safety": verdict, "unsafe_globals": unsafe}
+    if verdict != "safe" and not trust:
+        info.update(tensors=None, recurrent_layers=None)
+        return info
+    checkpoint = open_checkpoint(path, {"trust": trust, "allow_globals": allow_globals})
+    info["state_dict_key"] = checkpoint.key
+    info["tensors"] = [
+        {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        for k, v in checkpoint.state_dict.items()
+    ]
+    info["recurrent_layers"] = [
+        {"name": s.prefix or "rnn", "module": s.describe()} for s in layer_specs(checkpoint.state_dict)
+    ]
+    return info
+
+
+def _as_text(info: dict[str, Any]) -> str:
+    lines = [f"{info['path']}", f"  format: {info['format']}", f"  safety: {info['safety']}"]
+    if info.get("state_dict_key"):
+        lines.append(f"  weights under: {info['state_dict_key']!r}")
+    if info["tensors"] is None:
+        lines.append("  tensors: not read (the file is not safe to load without the flag above)")
+        return "\n".join(lines) + "\n"
+    lines.append(f"  tensors ({len(info['tensors'])}):")
+    lines += [f"    {t['name']}  {tuple(t['shape'])}  {t['dtype']}" for t in info["tensors"]]
+    layers = info["recurrent_layers"]
+    lines.append(f"  recurrent layers found ({len(layers)}):" if layers else "  recurrent layers found: none")
+    lines += [f"    {layer['name']}: {layer['module']}" for layer in layers]
+    return "\n".join(lines) + "\n"
+
+
+def inspect_command(
+    inputs: list[Path] = typer.Argument(..., help="Checkpoint files or folders.", show_default=False),
+    trust: bool = typer.Option(False, "--trust", help="Load files that hold code, to list their tensors."),
+    allow_global: list[str] = typer.Option([], "--allow-global", help="Allow one class, module.Name (repeatable)."),
+    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
+    with clean_errors(debug):
+        if output_format not in {"text", "json"}:
+            from gradhealth.errors import ConfigError
+
+            raise ConfigError("format", output_format, "use text or json", source="--format")
+        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global)) for p in inputs]
+        if output_format == "json":
+            text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
+        else:
+            text = "".join(_as_text(info) for info in infos)
+        write_output(text, output)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``inspect`` to the app."""
+    app.command("inspect", help=HELP, no_args_is_help=True)(inspect_command)
