@@ -52,6 +52,7 @@ __all__ = [
     "adapt_model",
     "build_model",
     "configure",
+    "contributions",
     "disabled_plugins",
     "extra_findings",
     "get_plugin_manager",
@@ -429,6 +430,7 @@ def _named_registry(hook: str, items_of: Callable[[Any], list[tuple[str, Any]] |
             continue
         for name, obj in items:
             found[name], owner[name] = obj, plugin_name
+    _state.cache[f"{hook}:owners"] = owner
     return found
 
 
@@ -493,6 +495,24 @@ def renderer_registry() -> dict[str, Callable[..., str]]:
         "renderers",
         lambda: _named_registry("gradhealth_register_renderers", items, "a dict of format name to callable"),
     )
+
+
+def contributions() -> dict[str, dict[str, list[str]]]:
+    """What each plugin registers, by plugin name: ``{"probes": [...], "tasks": [...], "renderers": [...]}``.
+
+    Calls the registration hooks (so a plugin that breaks in them shows up as failed afterwards).
+    """
+    kinds = {
+        "probes": ("gradhealth_register_probes", probe_classes),
+        "tasks": ("gradhealth_register_tasks", task_registry),
+        "renderers": ("gradhealth_register_renderers", renderer_registry),
+    }
+    found: dict[str, dict[str, list[str]]] = {}
+    for kind, (hook, registry) in kinds.items():
+        registry()
+        for name, plugin_name in _state.cache.get(f"{hook}:owners", {}).items():
+            found.setdefault(plugin_name, {}).setdefault(kind, []).append(name)
+    return found
 
 
 def extra_findings(report: Report) -> list[Finding]:
