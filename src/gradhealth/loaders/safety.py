@@ -6,6 +6,7 @@ globals up front so the refusal can say exactly what the file holds and which fl
 
 from __future__ import annotations
 
+import _compat_pickle
 import importlib
 import io
 import pickletools
@@ -33,7 +34,7 @@ def globals_in_pickle(stream: IO[bytes]) -> set[str]:
         name = opcode.name
         if name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
-            found.add(f"{module}.{attr}")
+            found.add(_py3_name(module, attr))
             recent.append(None)
         elif name == "STACK_GLOBAL" and len(recent) >= 2:
             found.add(f"{recent[-2]}.{recent[-1]}")
@@ -51,6 +52,13 @@ def globals_in_pickle(stream: IO[bytes]) -> set[str]:
         else:
             recent.append(None)
     return found
+
+
+def _py3_name(module: str, attr: str) -> str:
+    # Protocol-2 pickles (torch.save's default) spell Python 2 names; unpickling maps them, so must we.
+    if (module, attr) in _compat_pickle.NAME_MAPPING:
+        module, attr = _compat_pickle.NAME_MAPPING[(module, attr)]
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{attr}"
 
 
 def _safe_names() -> set[str]:
