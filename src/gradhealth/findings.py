@@ -81,6 +81,109 @@ CATALOGUE: dict[str, FindingSpec] = {
             "gradient) and that the model's forward actually uses its input.",
         ),
         FindingSpec(
+            "GH101",
+            "error",
+            "non-finite parameter gradient (NaN or Inf)",
+            "The task loss back-propagates NaN/Inf into the weights: clip gradients by global norm, lower the "
+            "learning rate or input scale, and re-run in float64 to tell overflow from a NaN source.",
+        ),
+        FindingSpec(
+            "GH102",
+            "warning",
+            "a layer or gate block is starved of gradient",
+            "Its gradient/weight ratio is under 1/100 of the others', so it barely learns: check that gradient "
+            "reaches it (the lag profile's horizon), use gated cells or a better-conditioned init for the layers "
+            "below, or per-layer learning rates / an adaptive optimiser (Adam).",
+        ),
+        FindingSpec(
+            "GH103",
+            "warning",
+            "a layer is flooded with gradient",
+            "Its gradient/weight ratio is over 100x the others': its updates will dominate and may diverge. Clip "
+            "gradients by global norm near the average measured norm (Pascanu et al. 2013) and check its "
+            "recurrent matrix (spectrum probe).",
+        ),
+        FindingSpec(
+            "GH104",
+            "info",
+            "gradient clipping would rescale this gradient",
+            "Pascanu et al. (2013) suggest a clipping threshold near the average gradient norm over updates; "
+            "the measured average over sub-batches is in this finding's data (suggested_threshold).",
+        ),
+        FindingSpec(
+            "GH201",
+            "warning",
+            "recurrent matrix can amplify gradients (γ·σ_max(W_hh) well above 1)",
+            "σ_max > 1/γ is the necessary condition for exploding gradients (Pascanu et al. 2013): clip gradients "
+            "by global norm near the measured average norm, and bring σ_max towards 1 (orthogonal init, "
+            "spectral normalisation).",
+        ),
+        FindingSpec(
+            "GH202",
+            "info",
+            "gradients provably vanish (γ·σ_max(W_hh) < 1)",
+            "Pascanu et al.'s sufficient condition for vanishing holds: every step shrinks the gradient. Use an "
+            "orthogonal or identity-scaled W_hh with gain 1 (Le et al. 2015), or gated cells (LSTM/GRU).",
+        ),
+        FindingSpec(
+            "GH203",
+            "warning",
+            "positive top Lyapunov exponent: the dynamics are chaotic or exploding",
+            "Perturbations, and so gradients, grow exponentially along the trajectory: clip gradients near the "
+            "measured average norm, lower the recurrent gain (σ_max of W_hh) or the input scale.",
+        ),
+        FindingSpec(
+            "GH301",
+            "warning",
+            "memory gates forget within a few steps (forget/update timescale under 3 steps)",
+            "A forget-gate bias near 0 gives f ≈ 0.5 and a timescale of about 2 steps: use chrono initialisation "
+            "(Tallec & Ollivier 2018: b_f = log u, u ~ U[1, T_max - 1]) or a forget bias of 1-2 (Jozefowicz et "
+            "al. 2015); for a GRU, bias the update gate z towards 1 the same way.",
+        ),
+        FindingSpec(
+            "GH302",
+            "warning",
+            "saturated tanh units",
+            "Most candidate or cell activations sit at ±1, where tanh' ≈ 0 blocks the gradient: lower the input "
+            "scale, normalise inputs, or add layer normalisation (Ba et al. 2016).",
+        ),
+        FindingSpec(
+            "GH303",
+            "warning",
+            "dead hidden units",
+            "Some units never activate on the probe inputs, so they carry no gradient: check their biases and "
+            "input weights (dead ReLUs: lower the learning rate or use tanh), or re-initialise them.",
+        ),
+        FindingSpec(
+            "GH401",
+            "error",
+            "gradient grows exponentially with sequence length",
+            "The gradient with respect to the first input grows as e^(rate·T): clip gradients by global norm near "
+            "the measured average norm (Pascanu et al. 2013), lower σ_max of W_hh, or train on shorter "
+            "truncated-BPTT windows.",
+        ),
+        FindingSpec(
+            "GH402",
+            "error",
+            "gradient becomes non-finite at long sequence lengths",
+            "The model overflows past this length: clip gradients, lower the recurrent gain or input scale, and "
+            "keep training sequences (or truncated-BPTT windows) shorter than this length.",
+        ),
+        FindingSpec(
+            "GH403",
+            "warning",
+            "state gradient grows within the dependency length",
+            "The gradient with respect to an earlier state exceeds the explode threshold: the recurrent Jacobian "
+            "amplifies; clip gradients near the measured average norm and check the spectrum probe.",
+        ),
+        FindingSpec(
+            "GH404",
+            "error",
+            "non-finite state gradient (NaN or Inf)",
+            "Back-propagation through the state overflows or meets a NaN: clip gradients, lower the input scale, "
+            "and re-run in float64.",
+        ),
+        FindingSpec(
             "GH901",
             "info",
             "probe ran in float32 because the model failed in float64",

@@ -7,6 +7,30 @@ of them (:data:`gradhealth.config.PRESETS`).
 from __future__ import annotations
 
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.probes.gates import Gates, GatesResult
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
+from gradhealth.probes.length_scan import LengthScan, LengthScanResult
+from gradhealth.probes.lyapunov import Lyapunov, LyapunovResult
+from gradhealth.probes.parameter_gradients import ParameterGradients, ParameterGradientsResult
+from gradhealth.probes.spectrum import Spectrum, SpectrumResult
+from gradhealth.probes.state_gradients import StateGradients, StateGradientsResult
 
-__all__ = ["LagProfile", "LagProfileResult", "Probe", "ProbeContext", "input_gradients_only"]
+__all__ = [
+    "Gates",
+    "GatesResult",
+    "LagProfile",
+    "LagProfileResult",
+    "LengthScan",
+    "LengthScanResult",
+    "Lyapunov",
+    "LyapunovResult",
+    "ParameterGradients",
+    "ParameterGradientsResult",
+    "Probe",
+    "ProbeContext",
+    "Spectrum",
+    "SpectrumResult",
+    "StateGradients",
+    "StateGradientsResult",
+    "input_gradients_only",
+]

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from gradhealth.hookspecs import hookimpl
 from gradhealth.probes.base import Probe
+from gradhealth.probes.gates import Gates
 from gradhealth.probes.lag_profile import LagProfile
+from gradhealth.probes.length_scan import LengthScan
+from gradhealth.probes.lyapunov import Lyapunov
+from gradhealth.probes.parameter_gradients import ParameterGradients
+from gradhealth.probes.spectrum import Spectrum
+from gradhealth.probes.state_gradients import StateGradients
 
 
 @hookimpl
 def gradhealth_register_probes() -> list[type[Probe]]:
-    return [LagProfile]
+    return [LagProfile, ParameterGradients, Spectrum, Gates, StateGradients, LengthScan, Lyapunov]

@@ -1,0 +1,353 @@
+"""Recurrent layers inside a model, and stepping them one time step at a time with explicit cell math.
+
+The probes that need the state of a recurrent model (gates, state gradients, Lyapunov exponents) find every
+``nn.RNN/LSTM/GRU`` and ``*Cell`` in the probe copy, capture the input each one receives during one ordinary
+forward pass (forward pre-hooks, removed in ``finally``), and re-run each layer and direction step by step with
+the same equations PyTorch uses:
+
+- RNN: h' = φ(W_ih x + b_ih + W_hh h + b_hh), φ = tanh or relu;
+- LSTM: (i, f, g, o) = (σ, σ, tanh, σ)(W_ih x + b_ih + W_hh h + b_hh); c' = f c + i g; h' = W_hr (o tanh c');
+- GRU: r, z = σ(...); n = tanh(W_in x + b_in + r (W_hn h + b_hn)); h' = (1 - z) n + z h.
+
+Stacked layers feed the next layer the concatenated outputs of both directions, as PyTorch does; the initial
+state is zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gradhealth.adapters.recurrent import Unrolled
+
+__all__ = [
+    "GATE_NAMES",
+    "LayerRun",
+    "LayerWeights",
+    "RecurrentLayer",
+    "State",
+    "capture_inputs",
+    "find_recurrent_layers",
+    "flatten_state",
+    "run_layer",
+    "unflatten_state",
+    "unrolled_model",
+]
+
+State = Any  # a tensor [B, H], or the LSTM pair (h, c)
+
+#: Gate blocks, in PyTorch's row order of the stacked weight matrices.
+GATE_NAMES: dict[str, tuple[str, ...]] = {
+    "LSTM": ("i", "f", "g", "o"),
+    "GRU": ("r", "z", "n"),
+    "RNN_TANH": ("h",),
+    "RNN_RELU": ("h",),
+}
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)):
+        return "LSTM"
+    if isinstance(module, (nn.GRU, nn.GRUCell)):
+        return "GRU"
+    if isinstance(module, nn.RNN):
+        return str(module.mode)
+    if isinstance(module, nn.RNNCell):
+        return "RNN_RELU" if module.nonlinearity == "relu" else "RNN_TANH"
+    return None
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """The weights of one layer and direction of a recurrent module, and its step function."""
+
+    name: str
+    kind: str
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+    b_ih: torch.Tensor | None
+    b_hh: torch.Tensor | None
+    w_hr: torch.Tensor | None
+    hidden_size: int
+    is_reverse: bool = False
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        """Gate block names in row order."""
+        return GATE_NAMES[self.kind]
+
+    @property
+    def output_size(self) -> int:
+        """Width of h (the projection size for a projected LSTM)."""
+        return int(self.w_hr.shape[0]) if self.w_hr is not None else self.hidden_size
+
+    def blocks(self, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split a stacked weight or bias into its gate blocks."""
+        return dict(zip(self.gates, weight.chunk(len(self.gates), dim=0), strict=True))
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> State:
+        """The zero state."""
+        h = like.new_zeros(batch, self.output_size)
+        return (h, like.new_zeros(batch, self.hidden_size)) if self.kind == "LSTM" else h
+
+    def step(self, x: torch.Tensor, state: State) -> State:
+        """One step of the cell."""
+        return self.step_with_gates(x, state)[0]
+
+    def step_with_gates(self, x: torch.Tensor, state: State) -> tuple[State, dict[str, torch.Tensor]]:
+        """One step, and the gate activations (plus ``tanh_c`` for the LSTM and ``h`` for a vanilla RNN)."""
+        h = state[0] if self.kind == "LSTM" else state
+        pre = F.linear(x, self.w_ih, self.b_ih)
+        rec = F.linear(h, self.w_hh, self.b_hh)
+        if self.kind == "LSTM":
+            i, f, g, o = (pre + rec).chunk(4, dim=-1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            c = f * state[1] + i * g
+            tanh_c = torch.tanh(c)
+            h_new = o * tanh_c
+            if self.w_hr is not None:
+                h_new = F.linear(h_new, self.w_hr)
+            return (h_new, c), {"i": i, "f": f, "g": g, "o": o, "tanh_c": tanh_c}
+        if self.kind == "GRU":
+            pr, pz, pn = pre.chunk(3, dim=-1)
+            hr, hz, hn = rec.chunk(3, dim=-1)
+            r, z = torch.sigmoid(pr + hr), torch.sigmoid(pz + hz)
+            n = torch.tanh(pn + r * hn)
+            return (1 - z) * n + z * h, {"r": r, "z": z, "n": n}
+        h_new = torch.relu(pre + rec) if self.kind == "RNN_RELU" else torch.tanh(pre + rec)
+        return h_new, {"h": h_new}
+
+    @staticmethod
+    def output(state: State) -> torch.Tensor:
+        """The hidden output h of a state."""
+        return state[0] if isinstance(state, tuple) else state
+
+
+@dataclass(frozen=True)
+class RecurrentLayer:
+    """A recurrent module found in a model: ``nn.RNN/LSTM/GRU`` or a ``*Cell``."""
+
+    path: str
+    module: nn.Module
+    kind: str
+
+    @property
+    def is_cell(self) -> bool:
+        """True for the ``*Cell`` modules (called once per step)."""
+        return isinstance(self.module, nn.RNNCellBase)
+
+    @property
+    def label(self) -> str:
+        """Name used in reports: the module path, or its class for the model itself."""
+        return self.path or type(self.module).__name__
+
+    def weights(self) -> list[LayerWeights]:
+        """One :class:`LayerWeights` per layer and direction, in PyTorch's order (layer-major)."""
+        m: Any = self.module
+        if self.is_cell:
+            return [
+                LayerWeights(self.label, self.kind, m.weight_ih, m.weight_hh, _opt(m, "bias_ih"),
+                             _opt(m, "bias_hh"), None, int(m.hidden_size))
+            ]  # fmt: skip
+        found = []
+        for layer in range(int(m.num_layers)):
+            for suffix in ("", "_reverse")[: 2 if m.bidirectional else 1]:
+                s = f"_l{layer}{suffix}"
+                found.append(
+                    LayerWeights(
+                        name=f"{self.label}.l{layer}{suffix}",
+                        kind=self.kind,
+                        w_ih=getattr(m, "weight_ih" + s),
+                        w_hh=getattr(m, "weight_hh" + s),
+                        b_ih=_opt(m, "bias_ih" + s),
+                        b_hh=_opt(m, "bias_hh" + s),
+                        w_hr=_opt(m, "weight_hr" + s),
+                        hidden_size=int(m.hidden_size),
+                        is_reverse=bool(suffix),
+                    )
+                )
+        return found
+
+
+def _opt(module: nn.Module, name: str) -> torch.Tensor | None:
+    value = getattr(module, name, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def find_recurrent_layers(module: nn.Module | None) -> list[RecurrentLayer]:
+    """Every ``nn.RNN/LSTM/GRU`` and ``*Cell`` in ``module`` (itself included), outermost first."""
+    if module is None:
+        return []
+    found: list[RecurrentLayer] = []
+    for path, sub in module.named_modules():
+        kind = _kind(sub)
+        if kind is not None and not any(path.startswith(f.path + ".") for f in found if f.path):
+            found.append(RecurrentLayer(path, sub, kind))
+    return found
+
+
+def unrolled_model(adapter: Any) -> Unrolled | None:
+    """The :class:`Unrolled` wrapper the adapter drives, if any."""
+    return adapter.model if isinstance(adapter.model, Unrolled) else None
+
+
+@contextmanager
+def capture_inputs(layers: list[RecurrentLayer]) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Record the input of every call of each layer (forward pre-hooks, removed on exit, also on error)."""
+    calls: dict[str, list[torch.Tensor]] = {layer.path: [] for layer in layers}
+
+    def recorder(path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            value = args[0] if args else kwargs.get("input")
+            if isinstance(value, torch.Tensor):
+                calls[path].append(value.detach())
+
+        return hook
+
+    handles = [layer.module.register_forward_pre_hook(recorder(layer.path), with_kwargs=True) for layer in layers]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def layer_sequence(layer: RecurrentLayer, calls: list[torch.Tensor], steps: int) -> torch.Tensor | None:
+    """The batch-first input sequence ``[B, T, D]`` a layer received, or ``None`` if its calls do not form one
+    (a module called more than once, a cell not called once per step, unbatched inputs)."""
+    if layer.is_cell:
+        if len(calls) != steps or any(c.dim() != 2 for c in calls):
+            return None
+        return torch.stack(calls, dim=1)
+    if len(calls) != 1 or calls[0].dim() != 3:
+        return None
+    x = calls[0]
+    return x if layer.module.batch_first else x.transpose(0, 1)
+
+
+@dataclass
+class LayerRun:
+    """One layer and direction re-run step by step.
+
+    Attributes:
+        weights: the layer's weights.
+        inputs: ``[B, T, D]`` the layer's inputs in its own time order (reversed for a reverse direction).
+        initial: the state before the first step.
+        states: the state after each step, in the layer's own time order.
+    """
+
+    weights: LayerWeights
+    inputs: torch.Tensor
+    initial: State
+    states: list[State]
+
+    def outputs(self) -> torch.Tensor:
+        """``[B, T, H]`` hidden outputs in natural time order."""
+        out = torch.stack([LayerWeights.output(s) for s in self.states], dim=1)
+        return out.flip(1) if self.weights.is_reverse else out
+
+
+Observer = Callable[[LayerWeights, int, dict[str, torch.Tensor]], None]
+
+
+def run_layer(
+    layer: RecurrentLayer,
+    x: torch.Tensor,
+    *,
+    observe: Observer | None = None,
+    track_states: bool = False,
+) -> list[LayerRun]:
+    """Re-run every layer and direction of ``layer`` on its input ``x`` ``[B, T, D]`` (batch-first).
+
+    Args:
+        layer: the recurrent module.
+        x: its input sequence.
+        observe: called as ``observe(weights, t, gates)`` after each step (t in the layer's own time order).
+        track_states: make each initial state a leaf that requires grad, so gradients with respect to every
+            state can be taken.
+
+    Returns:
+        One :class:`LayerRun` per layer and direction, in PyTorch's order.
+    """
+    runs: list[LayerRun] = []
+    weights = layer.weights()
+    directions = 2 if len(weights) > 1 and weights[1].is_reverse else 1
+    layer_input = x
+    for start in range(0, len(weights), directions):
+        outputs = []
+        for w in weights[start : start + directions]:
+            seq = layer_input.flip(1) if w.is_reverse else layer_input
+            state = w.initial_state(seq.shape[0], seq)
+            if track_states:
+                state = tuple(s.requires_grad_(True) for s in state) if isinstance(state, tuple) else state
+                state = state if isinstance(state, tuple) else state.requires_grad_(True)
+            run = LayerRun(w, seq, state, [])
+            for t in range(seq.shape[1]):
+                state, gates = w.step_with_gates(seq[:, t], state)
+                run.states.append(state)
+                if observe is not None:
+                    observe(w, t, gates)
+            runs.append(run)
+            outputs.append(run.outputs())
+        layer_input = torch.cat(outputs, dim=-1)
+    return runs
+
+
+def flatten_state(state: State) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """A state (tensor or tuple of tensors, batch first) as one ``[B, n]`` matrix, and the shapes to undo it."""
+    parts = list(state) if isinstance(state, (tuple, list)) else [state]
+    shapes = [tuple(p.shape) for p in parts]
+    return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1), shapes
+
+
+def unflatten_state(flat: torch.Tensor, shapes: list[tuple[int, ...]], like: State) -> State:
+    """Inverse of :func:`flatten_state`."""
+    sizes = [int(torch.Size(s[1:]).numel()) for s in shapes]
+    parts = [p.reshape(s) for p, s in zip(torch.split(flat, sizes, dim=1), shapes, strict=True)]
+    if isinstance(like, (tuple, list)):
+        return type(like)(parts)
+    return parts[0]
+
+
+def driven_runs(
+    ctx: Any,
+    stream: str,
+    *,
+    observe: Observer | None = None,
+    track_states: bool = False,
+) -> tuple[list[tuple[RecurrentLayer, list[LayerRun]]], list[str]]:
+    """Drive the probe copy with a batch from ``stream`` and re-run each recurrent layer on the input it got.
+
+    Args:
+        ctx: the :class:`~gradhealth.probes.base.ProbeContext`.
+        stream: the input stream name.
+        observe: per-step observer passed to :func:`run_layer`.
+        track_states: keep every state in the autograd graph (see :func:`run_layer`).
+
+    Returns:
+        The runs per recurrent layer, and notes naming the layers that could not be re-run and why.
+    """
+    from gradhealth.probes.base import input_gradients_only
+
+    layers = find_recurrent_layers(ctx.module)
+    inputs = ctx.make_batch(stream).inputs
+    with capture_inputs(layers) as calls, torch.no_grad():
+        ctx.adapter.run(inputs)
+    found, notes = [], []
+    with input_gradients_only(ctx.module), torch.set_grad_enabled(track_states):
+        for layer in layers:
+            seq = layer_sequence(layer, calls[layer.path], inputs.shape[1])
+            if seq is None:
+                notes.append(
+                    f"{layer.label}: called {len(calls[layer.path])} times in one forward pass; gradhealth re-runs a "
+                    "module called once per sequence, or a cell called once per step"
+                )
+                continue
+            found.append((layer, run_layer(layer, seq, observe=observe, track_states=track_states)))
+    return found, notes

@@ -1,0 +1,206 @@
+"""The gates probe: how LSTM and GRU gates behave along a driven trajectory.
+
+For every LSTM/GRU layer and direction (modules and cells, also inside larger models), one forward pass re-run
+step by step gives:
+
+- saturation of each gate over time: the fraction of activations with σ < 1 - s or σ > s (sigmoid gates) or
+  |tanh| > s (candidates g/n and the LSTM's tanh(c)), s = 0.99 by default, overall and per time bin;
+- per-unit timescales of the memory gate: τ = 1/(1 - f) for the LSTM forget gate and τ = 1/(1 - z) for the GRU
+  update gate (c' = f c + ..., h' = z h + ...: a constant gate keeps a fraction f per step, so memory decays as
+  f^k = exp(-k/τ) for large τ). ``dynamic`` uses the mean of 1 - f over the trajectory; ``static`` uses the biases
+  alone, τ = 1 + exp(b_ih + b_hh), the timescale when the gate's other inputs are zero (chrono initialisation,
+  Tallec & Ollivier 2018, sets b_f = log u so that τ = 1 + u);
+- dead units: hidden units whose output never exceeds ``dead_threshold`` in absolute value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradhealth.adapters import Adapter
+from gradhealth.findings import make_finding
+from gradhealth.probes._recurrent import LayerWeights, driven_runs, find_recurrent_layers
+from gradhealth.probes.base import Probe, ProbeContext
+from gradhealth.report import Finding
+
+__all__ = ["GateStats", "Gates", "GatesResult", "LayerGates", "Timescales"]
+
+_SIGMOID_GATES = {"i", "f", "o", "r", "z"}
+_MEMORY_GATE = {"LSTM": "f", "GRU": "z"}
+
+
+@dataclass
+class GateStats:
+    """Saturation of one gate (fractions of all units, samples and steps)."""
+
+    gate: str
+    activation: str
+    mean: float
+    saturated: float
+    saturated_low: float
+    saturated_high: float
+    over_time: list[float]
+
+
+@dataclass
+class Timescales:
+    """Per-unit timescales τ of the memory gate (``f`` or ``z``) and quantiles of the dynamic ones."""
+
+    gate: str
+    dynamic: list[float]
+    static: list[float]
+    quantiles: dict[str, float]
+
+
+@dataclass
+class LayerGates:
+    """The gates of one layer and direction."""
+
+    layer: str
+    kind: str
+    gates: list[GateStats]
+    timescales: Timescales
+    dead_units: list[int]
+    dead_fraction: float
+    time_bins: list[int] = field(default_factory=list)
+
+
+@dataclass
+class GatesResult:
+    """One :class:`LayerGates` per LSTM/GRU layer and direction."""
+
+    layers: list[LayerGates]
+    saturation_level: float
+    notes: list[str] = field(default_factory=list)
+
+
+class _Accumulator:
+    """Running sums per gate, so the trajectory is never stored whole."""
+
+    def __init__(self, level: float, steps: int, bins: int) -> None:
+        self.level = level
+        self.edges = [round(i * steps / bins) for i in range(bins + 1)]
+        self.bin_of = [max(0, b) for b in (sum(t >= e for e in self.edges[1:]) for t in range(steps))]
+        self.sums: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
+        layer = self.sums.setdefault(w.name, {})
+        for name, a in gates.items():
+            if name == "h":
+                continue
+            sigmoid = name in _SIGMOID_GATES
+            low = (a < 1 - self.level) if sigmoid else (a < -self.level)
+            high = a > self.level
+            s = layer.setdefault(name, {"n": 0, "sum": 0.0, "low": 0.0, "high": 0.0, "bins": {}, "keep": None})
+            s["n"] += a.numel()
+            s["sum"] += float(a.sum())
+            s["low"] += float(low.sum())
+            s["high"] += float(high.sum())
+            b = s["bins"].setdefault(self.bin_of[t], [0.0, 0])
+            b[0] += float((low | high).sum())
+            b[1] += a.numel()
+            if name == _MEMORY_GATE.get(w.kind):
+                keep = (1 - a).sum(0).to(torch.float64)
+                s["keep"] = keep if s["keep"] is None else s["keep"] + keep
+                s["count"] = s.get("count", 0) + a.shape[0]
+
+
+def _quantiles(values: torch.Tensor) -> dict[str, float]:
+    levels = {"min": 0.0, "q10": 0.1, "median": 0.5, "q90": 0.9, "max": 1.0}
+    finite = values[torch.isfinite(values)]
+    if finite.numel() == 0:
+        return dict.fromkeys(levels, math.nan)
+    return {k: float(torch.quantile(finite, q)) for k, q in levels.items()}
+
+
+def _static_timescales(w: LayerWeights) -> list[float]:
+    gate = _MEMORY_GATE[w.kind]
+    bias = torch.zeros(w.hidden_size, dtype=torch.float64)
+    for b in (w.b_ih, w.b_hh):
+        if b is not None:
+            bias = bias + w.blocks(b.detach())[gate].to("cpu", torch.float64)
+    # 1/(1 - σ(b)) = 1 + e^b, written so that no cancellation occurs near σ = 1.
+    return (1 + torch.exp(bias)).tolist()
+
+
+class Gates(Probe):
+    """Gate saturation over time, per-unit memory timescales and dead units of LSTM/GRU layers."""
+
+    name = "gates"
+    description = "LSTM/GRU gate saturation over time, per-unit timescales 1/(1-f) and 1/(1-z), dead units"
+
+    #: activations beyond this (σ > s, σ < 1 - s, |tanh| > s) count as saturated.
+    saturation_level: float = 0.99
+    #: a unit whose |h| never exceeds this is dead.
+    dead_threshold: float = 1e-3
+    #: number of time bins in ``over_time``.
+    time_bins: int = 16
+
+    def skip_reason(self, adapter: Adapter) -> str | None:
+        if not any(layer.kind in _MEMORY_GATE for layer in find_recurrent_layers(adapter.module)):
+            return "no LSTM or GRU (module or cell) in the model, so no gates"
+        return None
+
+    def run(self, ctx: ProbeContext) -> GatesResult:
+        steps = ctx.config.total_len
+        acc = _Accumulator(self.saturation_level, steps, min(self.time_bins, steps))
+        found, notes = driven_runs(ctx, "gates", observe=acc)
+        layers = []
+        for layer, runs in found:
+            if layer.kind not in _MEMORY_GATE:
+                continue
+            for run in runs:
+                layers.append(self._summarize(run.weights, acc.sums[run.weights.name], run.outputs(), acc.edges))
+        return GatesResult(layers, self.saturation_level, notes)
+
+    def _summarize(self, w: LayerWeights, sums: dict[str, Any], outputs: torch.Tensor, edges: list[int]) -> LayerGates:
+        stats = []
+        for name, s in sums.items():
+            bins = [s["bins"][i][0] / s["bins"][i][1] for i in sorted(s["bins"])]
+            activation = "sigmoid" if name in _SIGMOID_GATES else "tanh"
+            n = s["n"]
+            stats.append(
+                GateStats(name, activation, s["sum"] / n, (s["low"] + s["high"]) / n, s["low"] / n, s["high"] / n, bins)
+            )
+        memory = sums[_MEMORY_GATE[w.kind]]
+        dynamic = (memory["count"] / memory["keep"]).cpu()
+        timescales = Timescales(_MEMORY_GATE[w.kind], dynamic.tolist(), _static_timescales(w), _quantiles(dynamic))
+        peak = outputs.detach().abs().amax(dim=(0, 1))
+        dead = torch.nonzero(~(peak > self.dead_threshold)).flatten().tolist()
+        return LayerGates(w.name, w.kind, stats, timescales, dead, len(dead) / max(1, peak.numel()), edges)
+
+    def findings(self, result: GatesResult, ctx: ProbeContext) -> list[Finding]:
+        found = []
+        for layer in result.layers:
+            ts = layer.timescales
+            median = ts.quantiles["median"]
+            if median < 3:
+                gate = "forget" if ts.gate == "f" else "update"
+                message = (
+                    f"{layer.layer}: median {gate}-gate timescale 1/(1-{ts.gate}) is {median:.3g} steps "
+                    f"(max {ts.quantiles['max']:.3g})"
+                )
+                found.append(
+                    make_finding("GH301", message, probe=self.name, layer=layer.layer, median_timescale=median)
+                )
+            for g in layer.gates:
+                if g.activation == "tanh" and g.saturated > 0.5:
+                    message = f"{layer.layer}: {g.saturated:.0%} of {g.gate} activations have |tanh| > " + (
+                        f"{result.saturation_level:g}"
+                    )
+                    found.append(
+                        make_finding("GH302", message, probe=self.name, layer=layer.layer, gate=g.gate,
+                                     saturated=g.saturated)
+                    )  # fmt: skip
+            if layer.dead_units:
+                message = (
+                    f"{layer.layer}: {len(layer.dead_units)} hidden units never exceed |h| > {self.dead_threshold:g}"
+                )
+                found.append(
+                    make_finding("GH303", message, probe=self.name, layer=layer.layer, dead_units=layer.dead_units)
+                )
+        return found

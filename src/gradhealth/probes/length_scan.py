@@ -1,0 +1,126 @@
+"""The length-scan probe: how the gradient of the last output with respect to the first input scales with T.
+
+For each length T of a ladder (16, 32, ..., 4096 by default): fresh inputs of length T, the loss at the last step
+L = Σ_b <v_b, y_b[T-1]>, and one backward pass give N_first(T) = sqrt(mean_b ‖∂L/∂x_b[0]‖²) (the longest lag,
+T - 1) and N_total(T) = sqrt(mean_b ‖∂L/∂x_b‖²) (all lags together). ``growth_rate`` is the least-squares slope
+of ln N_first against T: ln ρ per step for a linear recurrence ρQ, so exploding gradients show as a positive rate
+and vanishing ones as a negative rate while N_total plateaus. The scan stops at the first non-finite length, or
+once N_first falls below the dtype's resolution floor (longer lengths would only measure underflow).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gradhealth.findings import make_finding
+from gradhealth.metrics import linear_fit, resolution_floor
+from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.report import Finding
+
+__all__ = ["LengthPoint", "LengthScan", "LengthScanResult"]
+
+
+@dataclass
+class LengthPoint:
+    """The gradient norms at one sequence length."""
+
+    length: int
+    first_input_norm: float
+    total_norm: float
+    is_finite: bool
+
+
+@dataclass
+class LengthScanResult:
+    """Gradient norms over the ladder and their growth rates.
+
+    Attributes:
+        points: one per length measured, in ladder order.
+        growth_rate: slope of ln N_first against T (per step), over finite, resolved points.
+        growth_r2: R² of that fit.
+        total_growth_rate: the same for N_total.
+        first_nonfinite_length: the first length with a NaN/Inf gradient, or ``None``.
+        stopped: ``complete``, ``non_finite`` or ``underflow``.
+    """
+
+    points: list[LengthPoint]
+    growth_rate: float | None
+    growth_r2: float | None
+    total_growth_rate: float | None
+    first_nonfinite_length: int | None
+    stopped: str
+
+
+class LengthScan(Probe):
+    """Gradient norm versus sequence length, its growth rate per step, and the first non-finite length."""
+
+    name = "length_scan"
+    description = "gradient norm versus sequence length, growth rate per step, first non-finite length"
+
+    #: sequence lengths, scanned in this order.
+    ladder: tuple[int, ...] = tuple(16 * 2**i for i in range(9))
+
+    def __init__(self, *, ladder: tuple[int, ...] | None = None) -> None:
+        if ladder is not None:
+            self.ladder = tuple(ladder)
+
+    def run(self, ctx: ProbeContext) -> LengthScanResult:
+        floor = resolution_floor(ctx.dtype_name)
+        points: list[LengthPoint] = []
+        stopped = "complete"
+        for length in self.ladder:
+            point = self._measure(ctx, length)
+            points.append(point)
+            if not point.is_finite:
+                stopped = "non_finite"
+                break
+            if point.first_input_norm <= floor:
+                stopped = "underflow"
+                break
+        usable = [p for p in points if p.is_finite and p.first_input_norm > floor]
+        lengths = np.array([p.length for p in usable], dtype=np.float64)
+        rate, r2 = linear_fit(lengths, np.log([p.first_input_norm for p in usable]))
+        totals = [p for p in usable if p.total_norm > 0]
+        total_rate, _ = linear_fit(np.array([p.length for p in totals], float), np.log([p.total_norm for p in totals]))
+        first_bad = next((p.length for p in points if not p.is_finite), None)
+        return LengthScanResult(points, rate, r2, total_rate, first_bad, stopped)
+
+    def _measure(self, ctx: ProbeContext, length: int) -> LengthPoint:
+        inputs = ctx.make_batch(f"{self.name}/{length}", total_len=length).inputs
+        if inputs.is_floating_point():
+            inputs.requires_grad_(True)
+        with input_gradients_only(ctx.module), torch.enable_grad():
+            out = ctx.adapter.run(inputs)
+            y_last = out.output[:, -1]
+            v = ctx.randn(f"{self.name}/{length}/v", tuple(y_last.shape), like=y_last)
+            loss = (y_last * v).sum()
+            grad = None
+            if loss.requires_grad:
+                (grad,) = torch.autograd.grad(loss, out.grad_input, allow_unused=True)
+            if grad is None:
+                grad = torch.zeros_like(out.grad_input)
+        per_step = grad.detach().to(torch.float64).norm(dim=-1)
+        first = float(per_step[:, 0].pow(2).mean().sqrt())
+        total = float(per_step.pow(2).sum(1).mean().sqrt())
+        finite = math.isfinite(first) and math.isfinite(total) and bool(torch.isfinite(y_last).all())
+        return LengthPoint(length, first, total, finite)
+
+    def findings(self, result: LengthScanResult, ctx: ProbeContext) -> list[Finding]:
+        found = []
+        if result.first_nonfinite_length is not None:
+            message = f"the gradient becomes NaN/Inf at sequence length {result.first_nonfinite_length}"
+            found.append(make_finding("GH402", message, probe=self.name, length=result.first_nonfinite_length))
+        usable = [p for p in result.points if p.is_finite and p.first_input_norm > 0]
+        if result.growth_rate is not None and result.growth_rate > 0 and len(usable) >= 2:
+            gain = usable[-1].first_input_norm / usable[0].first_input_norm
+            if gain >= ctx.config.explode_threshold:
+                message = (
+                    f"∂L/∂x_0 grows as e^({result.growth_rate:.3g} T): {gain:.3g}x from T = {usable[0].length} to "
+                    f"T = {usable[-1].length}"
+                )
+                found.append(make_finding("GH401", message, probe=self.name, growth_rate=result.growth_rate, gain=gain))
+        return found

@@ -1,0 +1,206 @@
+"""The Lyapunov probe: the top-k Lyapunov exponents of the state map along a driven trajectory (QR method).
+
+For the state map s_t = F(s_{t-1}, x_t) with Jacobians J_t = ∂s_t/∂s_{t-1}, the QR method (Benettin et al. 1980;
+Shimada & Nagashima 1979) carries an orthonormal frame Q (n x k) along the trajectory: J_t Q_{t-1} = Q_t R_t, and
+λ_i = mean_t ln|R_t[i, i]| over the measured steps (after ``burn_in`` steps that align the frame). λ_1 is the
+asymptotic growth rate of the largest perturbation, so it equals the lag profile's decay_rate_tail: for a linear
+recurrence W = ρQ every exponent is ln ρ; for a diagonal W they are the log-magnitudes of its entries.
+
+Each layer and direction of a stacked model has its own exponents (the Jacobian of the whole stack is block
+triangular, so its spectrum is the union of the layers'); ``top_exponent`` is the largest. Products J_t Q are
+forward-mode derivatives (one ``torch.func.jvp`` per column per step), never full Jacobians. The LSTM's state is
+the pair (h, c).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradhealth.adapters import Adapter
+from gradhealth.findings import make_finding
+from gradhealth.probes._recurrent import (
+    driven_runs,
+    find_recurrent_layers,
+    flatten_state,
+    unflatten_state,
+    unrolled_model,
+)
+from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.report import Finding
+
+__all__ = ["LayerExponents", "Lyapunov", "LyapunovResult", "lyapunov_exponents"]
+
+StepMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class LayerExponents:
+    """The exponents of one layer and direction, largest first (per step, natural log)."""
+
+    layer: str
+    direction: str
+    state_size: int
+    exponents: list[float]
+    steps: int
+
+
+@dataclass
+class LyapunovResult:
+    """Exponents per layer and direction; ``top_exponent`` is the largest (``None`` if none was measured)."""
+
+    layers: list[LayerExponents]
+    top_exponent: float | None
+    timescale: float | None
+    top_k: int
+    notes: list[str] = field(default_factory=list)
+
+
+def lyapunov_exponents(
+    step: StepMap,
+    inputs: torch.Tensor,
+    states: torch.Tensor,
+    frame: torch.Tensor,
+    burn_in: int,
+) -> torch.Tensor:
+    """Top-k exponents, averaged over the batch, by the QR method.
+
+    Args:
+        step: the flat state map ``(x_t [B, D], s [B, n]) -> s' [B, n]``.
+        inputs: ``[B, T, D]`` inputs driving the trajectory.
+        states: ``[B, T, n]`` the state *before* each step (states[:, t] is s_{t-1}).
+        frame: ``[B, n, k]`` the initial orthonormal frame.
+        burn_in: steps that only align the frame (not averaged).
+
+    Returns:
+        ``[k]`` exponents, largest first (float64).
+    """
+    q = frame
+    total = torch.zeros(frame.shape[-1], dtype=torch.float64)
+    measured = 0
+    for t in range(inputs.shape[1]):
+        s = states[:, t]
+        step_t = functools.partial(_step_at, step, inputs[:, t])
+        cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
+        q, r = torch.linalg.qr(torch.stack(cols, dim=-1))
+        if t >= burn_in:
+            diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
+            total += torch.log(diag).mean(0).cpu()
+            measured += 1
+    exps = total / max(1, measured)
+    return exps.sort(descending=True).values
+
+
+class Lyapunov(Probe):
+    """Top-k Lyapunov exponents of the state map (QR method on per-step Jacobians along a driven trajectory)."""
+
+    name = "lyapunov"
+    description = "top-k Lyapunov exponents of the state map by the QR method along a driven trajectory"
+
+    #: number of exponents; ``None``: min(4, state size).
+    top_k: int | None = None
+
+    def __init__(self, *, top_k: int | None = None) -> None:
+        if top_k is not None:
+            self.top_k = top_k
+
+    def skip_reason(self, adapter: Adapter) -> str | None:
+        if unrolled_model(adapter) is None and not find_recurrent_layers(adapter.module):
+            return (
+                "needs a state map: nn.RNN/LSTM/GRU, a *Cell, or a gradhealth.Unrolled step function; this model "
+                "is a plain sequence module"
+            )
+        return None
+
+    def run(self, ctx: ProbeContext) -> LyapunovResult:
+        burn_in = ctx.config.effective_burn_in
+        layers: list[LayerExponents] = []
+        notes: list[str] = []
+        with input_gradients_only(ctx.module), torch.no_grad():
+            if unrolled_model(ctx.adapter) is not None:
+                layers, notes = self._unrolled(ctx, burn_in)
+            else:
+                found, notes = driven_runs(ctx, self.name)
+                for _, runs in found:
+                    for run in runs:
+                        w = run.weights
+                        like = run.initial
+
+                        def flat_step(x: torch.Tensor, s: torch.Tensor, w: Any = w, like: Any = like) -> torch.Tensor:
+                            shapes = [tuple(s.shape[:1]) + tuple(p.shape[1:]) for p in _parts(like)]
+                            return flatten_state(w.step(x, unflatten_state(s, shapes, like)))[0]
+
+                        before = [run.initial, *run.states[:-1]]
+                        states = torch.stack([flatten_state(s)[0] for s in before], dim=1)
+                        direction = "backward" if w.is_reverse else "forward"
+                        layers.append(self._measure(ctx, w.name, direction, flat_step, run.inputs, states, burn_in))
+        top = max((entry.exponents[0] for entry in layers if entry.exponents), default=None)
+        timescale = (-1 / top if top < 0 else math.inf) if top is not None else None
+        k = max((len(entry.exponents) for entry in layers), default=0)
+        return LyapunovResult(layers, top, timescale, k, notes)
+
+    def _unrolled(self, ctx: ProbeContext, burn_in: int) -> tuple[list[LayerExponents], list[str]]:
+        model = unrolled_model(ctx.adapter)
+        assert model is not None
+        inputs = ctx.make_batch(self.name).inputs
+        state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
+        before = []
+        for t in range(inputs.shape[1]):
+            before.append(state)
+            state = model.step(inputs[:, t], state)[1]
+        if not all(isinstance(p, torch.Tensor) and p.dim() >= 2 for s in before[1:] for p in _parts(s)):
+            return [], [f"the step's state is {type(state).__name__}, not batched tensors [B, ...]; not measured"]
+        like = before[1]
+        shapes = [tuple(p.shape) for p in _parts(like)]
+
+        def flat_step(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return flatten_state(model.step(x, unflatten_state(s, shapes, like))[1])[0]
+
+        # The first step may start from a state without a batch dimension (or None): begin at step 1.
+        states = torch.stack([flatten_state(s)[0] for s in before[1:]], dim=1)
+        entry = self._measure(ctx, "step", "forward", flat_step, inputs[:, 1:], states, max(0, burn_in - 1))
+        return [entry], []
+
+    def _measure(
+        self,
+        ctx: ProbeContext,
+        layer: str,
+        direction: str,
+        step: StepMap,
+        inputs: torch.Tensor,
+        states: torch.Tensor,
+        burn_in: int,
+    ) -> LayerExponents:
+        batch, _, n = states.shape
+        k = min(self.top_k or 4, n)
+        gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=states)
+        frame = torch.linalg.qr(gaussian)[0]
+        exps = lyapunov_exponents(step, inputs, states, frame, min(burn_in, inputs.shape[1] - 1))
+        return LayerExponents(layer, direction, n, exps.tolist(), inputs.shape[1] - min(burn_in, inputs.shape[1] - 1))
+
+    def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
+        found = []
+        for entry in result.layers:
+            if entry.exponents and entry.exponents[0] > 0:
+                message = (
+                    f"{entry.layer}: top Lyapunov exponent λ1 = {entry.exponents[0]:.3g} per step > 0: nearby "
+                    f"trajectories separate by e^{entry.exponents[0]:.3g} per step"
+                )
+                found.append(
+                    make_finding("GH203", message, probe=self.name, direction=entry.direction, layer=entry.layer,
+                                 exponent=entry.exponents[0])
+                )  # fmt: skip
+        return found
+
+
+def _step_at(step: StepMap, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return step(x, s)
+
+
+def _parts(state: Any) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, (tuple, list)) else [state]

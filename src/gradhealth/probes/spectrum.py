@@ -1,0 +1,150 @@
+"""The spectrum probe: static, from the weights alone, what each recurrent matrix can do to a gradient.
+
+For every recurrent layer and direction: the largest singular value σ_max and the spectral radius ρ of W_hh and of
+each gate block, and for vanilla RNNs Pascanu et al.'s (2013) conditions on γ·σ_max, where γ bounds the
+nonlinearity's derivative (1 for tanh and ReLU, 1/4 for the sigmoid): one step multiplies a gradient by at most
+‖diag(φ')W‖ ≤ γ·σ_max, so γ·σ_max < 1 is *sufficient* for vanishing, and σ_max > 1/γ is *necessary* for exploding.
+
+    >>> import torch
+    >>> pascanu_bound(0.5 * torch.eye(3), "sigmoid")
+    0.125
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradhealth.adapters import Adapter
+from gradhealth.findings import make_finding
+from gradhealth.probes._recurrent import LayerWeights, find_recurrent_layers
+from gradhealth.probes.base import Probe, ProbeContext
+from gradhealth.report import Finding
+
+__all__ = ["GAMMA", "LayerSpectrum", "MatrixSpectrum", "Spectrum", "SpectrumResult", "matrix_spectrum", "pascanu_bound"]
+
+#: Bound on the derivative of each nonlinearity (Pascanu et al. 2013).
+GAMMA = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25}
+
+#: γ·σ_max at or above this raises GH201 ("well above 1").
+AMPLIFY_MARGIN = 1.5
+
+
+@dataclass
+class MatrixSpectrum:
+    """σ_max and (for square matrices) the spectral radius of one matrix."""
+
+    name: str
+    shape: list[int]
+    sigma_max: float
+    spectral_radius: float | None
+
+
+@dataclass
+class LayerSpectrum:
+    """The recurrent matrices of one layer and direction.
+
+    Attributes:
+        layer: layer name such as ``"LSTM.l0"`` or ``"rnn.l1_reverse"``.
+        kind: ``RNN_TANH``, ``RNN_RELU``, ``LSTM`` or ``GRU``.
+        recurrent: W_hh as a whole.
+        blocks: each gate block of W_hh (LSTM i/f/g/o, GRU r/z/n).
+        projection: W_hr of a projected LSTM.
+        gamma: derivative bound γ of the nonlinearity (vanilla RNNs only).
+        pascanu_bound: γ·σ_max(W_hh) (vanilla RNNs only; gated cells are not bounded this way).
+        vanishing_guaranteed: γ·σ_max < 1 (sufficient for vanishing).
+        exploding_possible: σ_max > 1/γ (necessary for exploding).
+    """
+
+    layer: str
+    kind: str
+    recurrent: MatrixSpectrum
+    blocks: list[MatrixSpectrum] = field(default_factory=list)
+    projection: MatrixSpectrum | None = None
+    gamma: float | None = None
+    pascanu_bound: float | None = None
+    vanishing_guaranteed: bool | None = None
+    exploding_possible: bool | None = None
+
+
+@dataclass
+class SpectrumResult:
+    """One :class:`LayerSpectrum` per recurrent layer and direction."""
+
+    layers: list[LayerSpectrum]
+
+
+def matrix_spectrum(name: str, weight: torch.Tensor) -> MatrixSpectrum:
+    """σ_max and spectral radius (``None`` unless square) of ``weight``, computed in float64."""
+    w = weight.detach().to("cpu", torch.float64)
+    sigma = float(torch.linalg.matrix_norm(w, ord=2)) if w.numel() else 0.0
+    radius = float(torch.linalg.eigvals(w).abs().max()) if w.shape[0] == w.shape[1] and w.numel() else None
+    return MatrixSpectrum(name, list(w.shape), sigma, radius)
+
+
+def pascanu_bound(weight: torch.Tensor, nonlinearity: str) -> float:
+    """γ·σ_max(W): the most one step h' = φ(W h + ...) can multiply a gradient's norm by.
+
+    Raises:
+        ValueError: the nonlinearity is not one of :data:`GAMMA`.
+    """
+    if nonlinearity not in GAMMA:
+        raise ValueError(f"no derivative bound for nonlinearity {nonlinearity!r}; known: {', '.join(GAMMA)}")
+    return GAMMA[nonlinearity] * matrix_spectrum("W", weight).sigma_max
+
+
+def layer_spectrum(w: LayerWeights) -> LayerSpectrum:
+    """The spectrum of one layer and direction."""
+    result = LayerSpectrum(w.name, w.kind, matrix_spectrum("W_hh", w.w_hh))
+    if len(w.gates) > 1:
+        result.blocks = [matrix_spectrum(f"W_hh[{g}]", b) for g, b in w.blocks(w.w_hh).items()]
+    if w.w_hr is not None:
+        result.projection = matrix_spectrum("W_hr", w.w_hr)
+    if w.kind in ("RNN_TANH", "RNN_RELU"):
+        result.gamma = GAMMA["relu" if w.kind == "RNN_RELU" else "tanh"]
+        result.pascanu_bound = result.gamma * result.recurrent.sigma_max
+        result.vanishing_guaranteed = result.pascanu_bound < 1
+        result.exploding_possible = result.recurrent.sigma_max > 1 / result.gamma
+    return result
+
+
+class Spectrum(Probe):
+    """σ_max and spectral radius of every recurrent matrix and gate block, and Pascanu's conditions."""
+
+    name = "spectrum"
+    description = "σ_max and spectral radius of each recurrent matrix and gate block; Pascanu's bound"
+
+    def skip_reason(self, adapter: Adapter) -> str | None:
+        if not find_recurrent_layers(adapter.module):
+            return "no nn.RNN/LSTM/GRU or *Cell module in the model, so no recurrent matrix to read"
+        return None
+
+    def run(self, ctx: ProbeContext) -> SpectrumResult:
+        layers = [layer_spectrum(w) for layer in find_recurrent_layers(ctx.module) for w in layer.weights()]
+        return SpectrumResult(layers)
+
+    def findings(self, result: SpectrumResult, ctx: ProbeContext) -> list[Finding]:
+        found = []
+        for layer in result.layers:
+            if layer.pascanu_bound is None or layer.gamma is None:
+                continue
+            data: dict[str, Any] = {
+                "layer": layer.layer,
+                "sigma_max": layer.recurrent.sigma_max,
+                "pascanu_bound": layer.pascanu_bound,
+            }
+            if layer.pascanu_bound >= AMPLIFY_MARGIN:
+                message = (
+                    f"{layer.layer}: σ_max(W_hh) = {layer.recurrent.sigma_max:.3g}, so one step can multiply a "
+                    f"gradient by up to γ·σ_max = {layer.pascanu_bound:.3g}"
+                )
+                found.append(make_finding("GH201", message, probe=self.name, **data))
+            elif layer.vanishing_guaranteed:
+                message = (
+                    f"{layer.layer}: γ·σ_max(W_hh) = {layer.pascanu_bound:.3g} < 1, so every gradient path shrinks "
+                    f"at least that much per step"
+                )
+                found.append(make_finding("GH202", message, probe=self.name, **data))
+        return found

@@ -1,0 +1,181 @@
+"""The state-gradients probe: exact ∂L/∂h_{t-k} (and ∂L/∂c_{t-k} for the LSTM) by stepping the model.
+
+Protocol: the lag profile's, with the loss on the recurrent layer's own output: L = Σ_b <v_b, o_b[t_out]> for a
+fresh gaussian v_b (t_out = T - 1, or step 0 for a reverse direction). Each layer and direction is re-run one
+step at a time with every state kept in the autograd graph, and one backward pass per direction gives the total
+derivative with respect to every state at once. The ratio r(k) = S(k)/S(0), S(k) = sqrt(mean_b ‖∂L/∂s_b[t_out -
+k]‖²), is then free of the input map: for a GRU whose update gate is a constant z and whose candidate ignores h,
+∂h_t/∂h_{t-1} = z·I, so r(k) = z^k for any input.
+
+Supported: ``nn.RNN/LSTM/GRU`` (any options) and ``*Cell`` modules, also inside larger models (the loss is then
+taken on that module's output), and :class:`gradhealth.Unrolled` step functions whose state is a tensor or a
+tuple of tensors (the loss is then on the step's output y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gradhealth.adapters import Adapter
+from gradhealth.findings import make_finding
+from gradhealth.metrics import resolution_floor, summarize_profile
+from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
+from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.report import Finding
+
+__all__ = ["StateGradients", "StateGradientsResult", "StateProfile", "state_norms"]
+
+
+@dataclass
+class StateProfile:
+    """The profile of ∂L/∂s_{t_out - k} for one state of one layer and direction.
+
+    Attributes:
+        layer: layer name.
+        direction: ``forward`` or ``backward``.
+        state: ``h``, ``c`` or ``state[i]`` for a tuple state of a step function.
+        grad_norm: S(k) for k = 0..K.
+        ratio: S(k)/S(0).
+        decay_rate: least-squares slope of ln ratio over resolved lags.
+        decay_rate_tail: the same over the second half.
+        horizon: lags until the ratio stays below ε (see the lag profile).
+        horizon_reached: whether that happens within K.
+        peak_gain: the largest ratio.
+        first_nonfinite_lag: the first lag with a NaN/Inf gradient.
+    """
+
+    layer: str
+    direction: str
+    state: str
+    grad_norm: list[float]
+    ratio: list[float]
+    decay_rate: float | None
+    decay_rate_tail: float | None
+    horizon: float
+    horizon_reached: bool
+    peak_gain: float
+    first_nonfinite_lag: int | None
+
+
+@dataclass
+class StateGradientsResult:
+    """One :class:`StateProfile` per state, layer and direction."""
+
+    profiles: list[StateProfile]
+    notes: list[str] = field(default_factory=list)
+
+
+def _parts(state: Any) -> list[torch.Tensor]:
+    return list(state) if isinstance(state, (tuple, list)) else [state]
+
+
+def state_norms(loss: torch.Tensor, states: list[Any], max_lag: int) -> list[torch.Tensor]:
+    """Per-sample norms ``[B, K + 1]`` of ∂L/∂s for each part of the state, lag 0 being the last state."""
+    window = states[len(states) - 1 - max_lag :][::-1]
+    tensors = [p for s in window for p in _parts(s)]
+    n_parts = len(_parts(window[0]))
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
+    norms = []
+    for i in range(n_parts):
+        cols = []
+        for k in range(len(window)):
+            g, like = grads[k * n_parts + i], tensors[k * n_parts + i]
+            g = torch.zeros_like(like) if g is None else g
+            cols.append(g.detach().to(torch.float64).reshape(g.shape[0], -1).norm(dim=1))
+        norms.append(torch.stack(cols, dim=1).cpu())
+    return norms
+
+
+class StateGradients(Probe):
+    """Exact ∂L/∂h_{t-k} and ∂L/∂c_{t-k} profiles, by stepping the model one step at a time."""
+
+    name = "state_gradients"
+    description = "exact dL/dh_{t-k} and dL/dc_{t-k} profiles by stepping the model one step at a time"
+
+    def skip_reason(self, adapter: Adapter) -> str | None:
+        if unrolled_model(adapter) is None and not find_recurrent_layers(adapter.module):
+            return (
+                "needs a model it can step: nn.RNN/LSTM/GRU, a *Cell, or a gradhealth.Unrolled step function; "
+                "this model is a plain sequence module"
+            )
+        return None
+
+    def run(self, ctx: ProbeContext) -> StateGradientsResult:
+        if unrolled_model(ctx.adapter) is not None:
+            return self._run_unrolled(ctx)
+        found, notes = driven_runs(ctx, self.name, track_states=True)
+        profiles = []
+        with torch.enable_grad():
+            for layer, runs in found:
+                tops = self._top_runs(runs)
+                for top in tops:
+                    direction = "backward" if top.weights.is_reverse else "forward"
+                    out = top.weights.output(top.states[-1])
+                    v = ctx.randn(f"{self.name}/{layer.label}/{direction}", tuple(out.shape), like=out)
+                    loss = (out * v).sum()
+                    for run in runs:
+                        if run.weights.is_reverse != top.weights.is_reverse:
+                            continue
+                        names = ["h", "c"] if run.weights.kind == "LSTM" else ["h"]
+                        norms = state_norms(loss, run.states, ctx.config.seq_len)
+                        profiles += [
+                            self._profile(ctx, run.weights.name, direction, n, s)
+                            for n, s in zip(names, norms, strict=True)
+                        ]
+        return StateGradientsResult(profiles, notes)
+
+    @staticmethod
+    def _top_runs(runs: list[LayerRun]) -> list[LayerRun]:
+        directions = 2 if len(runs) > 1 and runs[1].weights.is_reverse else 1
+        return runs[-directions:]
+
+    def _run_unrolled(self, ctx: ProbeContext) -> StateGradientsResult:
+        model = unrolled_model(ctx.adapter)
+        assert model is not None
+        inputs = ctx.make_batch(self.name).inputs
+        with input_gradients_only(ctx.module), torch.enable_grad():
+            state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
+            states, y = [], None
+            for t in range(inputs.shape[1]):
+                y, state = model.step(inputs[:, t], state)
+                parts = _parts(state)
+                if not all(isinstance(p, torch.Tensor) and p.dim() >= 1 for p in parts):
+                    return StateGradientsResult([], [f"the step's state is {type(state).__name__}, not tensors"])
+                if t == 0:  # make the first state a graph node even when the step ignores its input
+                    parts = [p if p.requires_grad else p.clone().requires_grad_(True) for p in parts]
+                    state = type(state)(parts) if isinstance(state, (tuple, list)) else parts[0]
+                states.append(state)
+            assert isinstance(y, torch.Tensor)
+            v = ctx.randn(f"{self.name}/forward", tuple(y.shape), like=y)
+            norms = state_norms((y * v).sum(), states, ctx.config.seq_len)
+        names = ["h"] if len(norms) == 1 else [f"state[{i}]" for i in range(len(norms))]
+        return StateGradientsResult(
+            [self._profile(ctx, "step", "forward", n, s) for n, s in zip(names, norms, strict=True)]
+        )
+
+    @staticmethod
+    def _profile(ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor) -> StateProfile:
+        cfg = ctx.config
+        s = summarize_profile(
+            norms.numpy(), floor=resolution_floor(ctx.dtype_name), eps=cfg.eps, explode_threshold=cfg.explode_threshold
+        )
+        m = s.metrics
+        return StateProfile(
+            layer, direction, name, s.profile.grad_norm, s.profile.g, m.decay_rate, m.decay_rate_tail, m.horizon,
+            m.horizon_reached, m.peak_gain, m.first_nonfinite_lag,
+        )  # fmt: skip
+
+    def findings(self, result: StateGradientsResult, ctx: ProbeContext) -> list[Finding]:
+        found = []
+        for p in result.profiles:
+            where = {"probe": self.name, "direction": p.direction, "layer": p.layer, "state": p.state}
+            if p.first_nonfinite_lag is not None:
+                message = f"{p.layer}: ∂L/∂{p.state} is NaN/Inf from lag {p.first_nonfinite_lag}"
+                found.append(make_finding("GH404", message, **where))
+            elif p.peak_gain >= ctx.config.explode_threshold:
+                message = f"{p.layer}: ∂L/∂{p.state} grows to {p.peak_gain:.3g}x its lag-0 value within K"
+                found.append(make_finding("GH403", message, **where, peak_gain=p.peak_gain))
+        return found
