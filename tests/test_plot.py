@@ -14,6 +14,7 @@ from gradhealth import reference
 from gradhealth.plot import (
     Y_FLOOR,
     MissingExtraError,
+    SpectrumRow,
     parameter_gradient_rows,
     plot_parameter_gradients,
     plot_profiles,
@@ -21,7 +22,7 @@ from gradhealth.plot import (
     plot_spectrum,
     require_matplotlib,
     save_report_plots,
-    spectrum_points,
+    spectrum_rows,
 )
 
 pytest.importorskip("matplotlib")
@@ -96,19 +97,26 @@ def test_report_plot_and_saved_files(linear: gradhealth.Report, tmp_path: Path) 
 EIGS = [(0.5, 0.5), (0.5, -0.5), (1.2, 0.0)]
 
 
-def _with_probes(report: gradhealth.Report) -> gradhealth.Report:
+def _with_probes(report: gradhealth.Report, *, eigenvalues: bool = False) -> gradhealth.Report:
     data = report.to_dict()
+    blocks = {
+        "i": {"grad_norm": 0.1},
+        "f": {"grad_norm": 0.0},
+        "g": {"grad_norm": float("nan")},
+        "o": {"grad_norm": 2.0},
+    }
+    matrix = {"name": "W_hh", "sigma_max": 1.5, "spectral_radius": 1.2}
+    if eigenvalues:
+        matrix["eigenvalues"] = [list(e) for e in EIGS]
     data["probes"] = {
         "parameter_gradients": {
-            "parameters": [
-                {"name": "weight_hh_l0", "grad_norm": 0.5, "gates": {"input": 0.1, "forget": 0.2}},
-                {"name": "bias_hh_l0", "grad_norm": 2.0},
-                {"name": "weight_ih_l0", "grad_norm": float("nan")},
-            ]
+            "parameters": [{"name": "weight_hh_l0", "group": "LSTM.l0", "grad_norm": 0.5}],
+            "groups": [
+                {"group": "LSTM.l0", "grad_norm": 0.5, "blocks": blocks, "starved_blocks": ["i"]},
+                {"group": "Linear", "grad_norm": 0.25},
+            ],
         },
-        "spectrum": {
-            "matrices": [{"name": "weight_hh_l0", "eigenvalues": [list(e) for e in EIGS], "spectral_radius": 1.2}]
-        },
+        "spectrum": {"layers": [{"layer": "RNN.l0", "recurrent": matrix, "blocks": []}]},
     }
     return gradhealth.Report.from_dict(data)
 
@@ -116,30 +124,47 @@ def _with_probes(report: gradhealth.Report) -> gradhealth.Report:
 def test_parameter_gradient_bars(linear: gradhealth.Report) -> None:
     report = _with_probes(linear)
     rows = parameter_gradient_rows(report)
-    assert [(r[0], r[1]) for r in rows[:3]] == [
-        ("weight_hh_l0 [input]", 0.1),
-        ("weight_hh_l0 [forget]", 0.2),
-        ("bias_hh_l0", 2.0),
-    ]
+    assert [r.label for r in rows] == ["LSTM.l0 [i]", "LSTM.l0 [f]", "LSTM.l0 [g]", "LSTM.l0 [o]", "Linear"]
     ax = plot_parameter_gradients(report)
     assert ax is not None
-    widths = [bar.get_width() for bar in ax.patches]
-    assert widths[:3] == [0.1, 0.2, 2.0] and widths[3] == 0.0  # NaN drawn as an empty bar, flagged in text
-    assert any(t.get_text() == "NaN/Inf" for t in ax.texts)
+    assert [bar.get_width() for bar in ax.patches] == [0.1, 0.0, 0.0, 2.0, 0.25]
+    assert [t.get_text() for t in ax.texts] == ["starved", "0 (no gradient)", "NaN/Inf"]
+    assert len({bar.get_facecolor() for bar in ax.patches}) == 2  # one colour per layer
     assert plot_parameter_gradients(linear) is None
 
 
-def test_spectrum_against_the_unit_circle(linear: gradhealth.Report) -> None:
+def test_spectrum_radius_against_one(linear: gradhealth.Report) -> None:
     report = _with_probes(linear)
-    assert spectrum_points(report) == [("weight_hh_l0", EIGS, 1.2)]
+    assert spectrum_rows(report) == [SpectrumRow("RNN.l0 W_hh", 1.2, 1.5)]
     ax = plot_spectrum(report)
+    assert ax is not None
+    assert [bar.get_width() for bar in ax.patches] == [1.2]
+    assert [tuple(p) for p in ax.collections[0].get_offsets()] == [(1.5, 0.0)]
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [1.0]
+    assert plot_spectrum(linear) is None
+    assert len(plot_report(report).axes) == 3
+
+
+def test_spectrum_eigenvalues_against_the_unit_circle(linear: gradhealth.Report) -> None:
+    ax = plot_spectrum(_with_probes(linear, eigenvalues=True))
     assert ax is not None
     circle = ax.get_lines()[0]
     radii = [math.hypot(x, y) for x, y in zip(circle.get_xdata(), circle.get_ydata(), strict=True)]
     assert max(abs(r - 1) for r in radii) < 1e-12
     assert [tuple(p) for p in ax.collections[0].get_offsets()] == EIGS
-    assert plot_spectrum(linear) is None
-    assert len(plot_report(report).axes) == 3
+
+
+def test_standard_probes_of_a_real_lstm(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    report = gradhealth.audit(torch.nn.LSTM(3, 6, batch_first=True), seq_len=12, batch_size=4, probes="standard")
+    if "parameter_gradients" not in report.probes or "spectrum" not in report.probes:
+        pytest.skip(f"probes not installed: {report.skipped_probes}")
+    rows = parameter_gradient_rows(report)
+    assert [r.label for r in rows] == [f"LSTM.l0 [{gate}]" for gate in "ifgo"]
+    radii = [r.spectral_radius for r in spectrum_rows(report)]
+    assert len(radii) == 4 and all(r is not None and r > 0 for r in radii)
+    written = save_report_plots(report, tmp_path, stem="lstm")
+    assert [p.name for p in written] == ["lstm-profile.png", "lstm-parameter-gradients.png", "lstm-spectrum.png"]
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch, linear: gradhealth.Report) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +33,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PLOT_EXTRA",
+    "GradientRow",
     "MissingExtraError",
+    "SpectrumRow",
     "figure_png",
     "label_reports",
+    "parameter_gradient_rows",
     "plot_parameter_gradients",
     "plot_profiles",
     "plot_report",
@@ -42,6 +46,7 @@ __all__ = [
     "require_matplotlib",
     "save_figure",
     "save_report_plots",
+    "spectrum_rows",
 ]
 
 PLOT_EXTRA = "pip install 'gradhealth[plot]'"
@@ -177,10 +182,11 @@ def _steps(value: float, reached: bool) -> str:
 
 
 def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes | None:
-    """Bar chart of the gradient norm of each parameter (log scale), grouped by layer and gate.
+    """Bar chart of the task-loss gradient norm per layer and gate block (log scale), one colour per layer.
 
-    Reads ``report.probes["parameter_gradients"]``; returns ``None`` (drawing nothing) when that probe did not
-    run.
+    Reads ``report.probes["parameter_gradients"]`` (its ``groups`` with per-gate ``blocks``, else its
+    ``parameters``); returns ``None`` (drawing nothing) when that probe did not run. Gate blocks the probe calls
+    starved, zero gradients and NaN/Inf are labelled on the bar.
 
     Args:
         report: the report.
@@ -195,69 +201,87 @@ def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes 
     rows = parameter_gradient_rows(report)
     if not rows:
         return None
-    ax = ax if ax is not None else _new_axes(height=max(3.0, 0.28 * len(rows) + 1.2))
-    names = [r[0] for r in rows]
-    values = [r[1] if math.isfinite(r[1]) and r[1] > 0 else math.nan for r in rows]
-    groups = list(dict.fromkeys(r[2] for r in rows))
-    colors = [COLORS[groups.index(r[2]) % len(COLORS)] for r in rows]
+    ax = ax if ax is not None else _new_axes(height=max(3.0, 0.3 * len(rows) + 1.4))
+    groups = list(dict.fromkeys(r.group for r in rows))
     positions = list(range(len(rows)))
-    ax.barh(positions, [v if not math.isnan(v) else 0.0 for v in values], color=colors)
-    ax.set_yticks(positions, names, fontsize="small")
+    drawable = [r.grad_norm for r in rows if math.isfinite(r.grad_norm) and r.grad_norm > 0]
+    low = min(drawable, default=1e-3) / 3.0
+    widths = [r.grad_norm if math.isfinite(r.grad_norm) and r.grad_norm > 0 else 0.0 for r in rows]
+    colors = [COLORS[groups.index(r.group) % len(COLORS)] for r in rows]
+    ax.barh(positions, widths, color=colors)
+    ax.set_yticks(positions, [r.label for r in rows], fontsize="small")
     ax.invert_yaxis()
-    finite = [v for v in values if not math.isnan(v)]
-    if finite:
-        ax.set_xscale("log")
-        ax.set_xlim(min(finite) / 3.0, max(finite) * 3.0)
-    for pos, (_name, value, _group) in zip(positions, rows, strict=True):
-        if not math.isfinite(value):
-            ax.annotate("NaN/Inf", (0, pos), xycoords=("axes fraction", "data"), color="#D55E00", va="center")
-    ax.set_xlabel("gradient norm ‖∂L/∂θ‖ (same loss as the lag profile)")
+    ax.set_xscale("log")
+    ax.set_xlim(low, max(drawable, default=1.0) * 3.0)
+    for pos, row in zip(positions, rows, strict=True):
+        note = _bar_note(row)
+        if note:
+            ax.annotate(note, (0.01, pos), xycoords=("axes fraction", "data"), color="#D55E00", va="center")
+    ax.set_xlabel("gradient norm ‖∂L/∂θ‖ of the task loss (log scale)")
     ax.set_title("Parameter gradients by layer and gate", fontsize="medium")
     ax.grid(True, axis="x", which="major", alpha=0.3)
     return ax
 
 
-def parameter_gradient_rows(report: Report) -> list[tuple[str, float, str]]:
-    """``(label, gradient norm, group)`` per parameter or gate from the ``parameter_gradients`` probe.
+def _bar_note(row: GradientRow) -> str:
+    if not math.isfinite(row.grad_norm):
+        return "NaN/Inf"
+    if row.grad_norm == 0:
+        return "0 (no gradient)"
+    return "starved" if row.is_starved else ""
 
-    Accepts the probe's plain data in either shape it may take: a list of per-parameter records, or a mapping
-    ``name -> record``; a record carries ``grad_norm`` (or ``norm``) and optionally a per-gate breakdown
-    ``gates: {gate: norm}``. Anything else gives no rows.
-    """
+
+@dataclass(frozen=True)
+class GradientRow:
+    """One bar of the parameter-gradient plot."""
+
+    label: str
+    grad_norm: float
+    group: str
+    is_starved: bool = False
+
+
+def parameter_gradient_rows(report: Report) -> list[GradientRow]:
+    """The bars of :func:`plot_parameter_gradients`: one per gate block of each layer (``LSTM.l0 [f]``), or one
+    per layer without gates, or one per parameter when the probe recorded no layer groups."""
     data = report.probes.get("parameter_gradients")
     if not isinstance(data, Mapping):
         return []
-    records = data.get("parameters", data)
-    items: list[tuple[str, Any]]
-    if isinstance(records, Mapping):
-        items = [(str(k), v) for k, v in records.items()]
-    elif isinstance(records, list):
-        items = [(str(r.get("name", i)), r) for i, r in enumerate(records) if isinstance(r, Mapping)]
-    else:
-        return []
-    rows: list[tuple[str, float, str]] = []
-    for name, record in items:
-        if not isinstance(record, Mapping):
+    rows: list[GradientRow] = []
+    for group in data.get("groups") or []:
+        if not isinstance(group, Mapping):
             continue
-        group = str(record.get("layer", name.rsplit("_", 1)[-1] if "_l" in name else ""))
-        gates = record.get("gates")
-        if isinstance(gates, Mapping) and gates:
-            for gate, value in gates.items():
-                norm = value.get("grad_norm") if isinstance(value, Mapping) else value
-                if isinstance(norm, (int, float)):
-                    rows.append((f"{name} [{gate}]", float(norm), group))
-            continue
-        norm = record.get("grad_norm", record.get("norm"))
-        if isinstance(norm, (int, float)):
-            rows.append((name, float(norm), group))
+        name = str(group.get("group", "?"))
+        starved = set(group.get("starved_blocks") or [])
+        blocks = group.get("blocks") or {}
+        if blocks:
+            rows += [
+                GradientRow(f"{name} [{gate}]", _float(b.get("grad_norm")), name, gate in starved)
+                for gate, b in blocks.items()
+                if isinstance(b, Mapping)
+            ]
+        else:
+            rows.append(GradientRow(name, _float(group.get("grad_norm")), name))
+    if rows:
+        return rows
+    for param in data.get("parameters") or []:
+        if isinstance(param, Mapping):
+            group = str(param.get("group", ""))
+            rows.append(GradientRow(str(param.get("name", "?")), _float(param.get("grad_norm")), group))
     return rows
 
 
-def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
-    """Eigenvalues of each recurrent matrix in the complex plane, with the unit circle.
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
-    Reads ``report.probes["spectrum"]``; returns ``None`` when that probe did not run or recorded no
-    eigenvalues.
+
+def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
+    """Each recurrent matrix against the unit circle.
+
+    With eigenvalues recorded (``eigenvalues`` as ``[re, im]`` pairs), they are drawn in the complex plane with
+    the unit circle; otherwise each matrix's spectral radius ρ (bar) and largest singular value σ_max (marker) are
+    drawn against the line |λ| = 1 (the unit circle's radius). Reads ``report.probes["spectrum"]``; returns
+    ``None`` when that probe did not run.
 
     Args:
         report: the report.
@@ -269,68 +293,98 @@ def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
     Raises:
         MissingExtraError: matplotlib is not installed.
     """
-    matrices = spectrum_points(report)
+    matrices = spectrum_rows(report)
     if not matrices:
         return None
-    ax = ax if ax is not None else _new_axes(width=5.0, height=5.0)
-    theta = [2 * math.pi * i / 256 for i in range(257)]
-    ax.plot([math.cos(t) for t in theta], [math.sin(t) for t in theta], color="0.35", lw=1.0, label="unit circle")
-    extent = 1.0
-    for i, (name, points, radius) in enumerate(matrices):
-        color = COLORS[i % len(COLORS)]
-        label = f"{name} (ρ = {radius:.3g})" if radius is not None else name
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=12, color=color, alpha=0.8, label=label)
-        extent = max([extent, *(math.hypot(*p) for p in points)])
-    ax.set_aspect("equal")
-    ax.set_xlim(-extent * 1.1, extent * 1.1)
-    ax.set_ylim(-extent * 1.1, extent * 1.1)
-    ax.axhline(0, color="0.8", lw=0.6)
-    ax.axvline(0, color="0.8", lw=0.6)
-    ax.set_xlabel("Re λ")
-    ax.set_ylabel("Im λ")
-    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.9)
-    ax.set_title("Recurrent matrix eigenvalues", fontsize="medium")
+    if any(m.eigenvalues for m in matrices):
+        return _plot_eigenvalues(matrices, ax)
+    ax = ax if ax is not None else _new_axes(height=max(3.0, 0.3 * len(matrices) + 1.4))
+    positions = list(range(len(matrices)))
+    radii = [m.spectral_radius if m.spectral_radius is not None else math.nan for m in matrices]
+    ax.barh(
+        positions, [0.0 if math.isnan(r) else r for r in radii], color=COLORS[0], alpha=0.8, label="ρ (spectral radius)"
+    )
+    sigma = [m.sigma_max if m.sigma_max is not None else math.nan for m in matrices]
+    ax.scatter(sigma, positions, marker="D", color=COLORS[1], zorder=3, label="σ_max (largest singular value)")
+    ax.axvline(1.0, color="0.35", ls="--", lw=1.0, label="|λ| = 1 (unit circle)")
+    ax.set_yticks(positions, [m.name for m in matrices], fontsize="small")
+    ax.invert_yaxis()
+    finite = [v for v in [*radii, *sigma] if math.isfinite(v)]
+    ax.set_xlim(0, max([1.2, *finite]) * 1.1)
+    ax.set_xlabel("magnitude (above 1: linear dynamics can grow; far below: they shrink)")
+    ax.legend(loc="lower right", fontsize="x-small", framealpha=0.9)
+    ax.set_title("Recurrent matrices against the unit circle", fontsize="medium")
     return ax
 
 
-def spectrum_points(report: Report) -> list[tuple[str, list[tuple[float, float]], float | None]]:
-    """``(matrix name, eigenvalues as (re, im), spectral radius)`` from the ``spectrum`` probe's plain data.
+def _plot_eigenvalues(matrices: list[SpectrumRow], ax: Axes | None) -> Axes:
+    ax = ax if ax is not None else _new_axes(width=5.5, height=5.0)
+    theta = [2 * math.pi * i / 256 for i in range(257)]
+    ax.plot([math.cos(t) for t in theta], [math.sin(t) for t in theta], color="0.35", lw=1.0, label="unit circle")
+    extent = 1.0
+    for i, m in enumerate(m for m in matrices if m.eigenvalues):
+        label = f"{m.name} (ρ = {m.spectral_radius:.3g})" if m.spectral_radius is not None else m.name
+        ax.scatter(
+            [p[0] for p in m.eigenvalues],
+            [p[1] for p in m.eigenvalues],
+            s=12,
+            color=COLORS[i % len(COLORS)],
+            alpha=0.8,
+            label=label,
+        )
+        extent = max([extent, *(math.hypot(*p) for p in m.eigenvalues)])
+    ax.set_aspect("equal")
+    ax.set_xlim(-extent * 1.1, extent * 1.1)
+    ax.set_ylim(-extent * 1.1, extent * 1.1)
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.9)
+    ax.set_title("Recurrent matrix eigenvalues and the unit circle", fontsize="medium")
+    return ax
 
-    Accepts a list of per-matrix records or a mapping ``name -> record``; eigenvalues are read from
-    ``eigenvalues`` as ``[re, im]`` pairs, ``{"re":, "im":}`` objects, or from parallel ``eigenvalues_real``
-    / ``eigenvalues_imag`` lists.
-    """
+
+@dataclass(frozen=True)
+class SpectrumRow:
+    """One recurrent matrix (or gate block) of the ``spectrum`` probe."""
+
+    name: str
+    spectral_radius: float | None
+    sigma_max: float | None
+    eigenvalues: list[tuple[float, float]] = field(default_factory=list)
+
+
+def spectrum_rows(report: Report) -> list[SpectrumRow]:
+    """The matrices of :func:`plot_spectrum`: each layer's gate blocks (``LSTM.l0 W_hh[f]``), or its whole
+    recurrent matrix when it has no gate blocks."""
     data = report.probes.get("spectrum")
     if not isinstance(data, Mapping):
         return []
-    records = data.get("matrices", data)
-    items: list[tuple[str, Any]]
-    if isinstance(records, Mapping):
-        items = [(str(k), v) for k, v in records.items()]
-    elif isinstance(records, list):
-        items = [(str(r.get("name", i)), r) for i, r in enumerate(records) if isinstance(r, Mapping)]
-    else:
-        return []
-    found = []
-    for name, record in items:
-        if not isinstance(record, Mapping):
+    rows = []
+    for layer in data.get("layers") or []:
+        if not isinstance(layer, Mapping):
             continue
-        points = _eigenvalues(record)
-        if points:
-            radius = record.get("spectral_radius", record.get("rho"))
-            found.append((name, points, float(radius) if isinstance(radius, (int, float)) else None))
-    return found
+        name = str(layer.get("layer", "?"))
+        records = [b for b in layer.get("blocks") or [] if isinstance(b, Mapping)]
+        recurrent = layer.get("recurrent")
+        if not records and isinstance(recurrent, Mapping):
+            records = [recurrent]
+        for record in records:
+            radius, sigma = record.get("spectral_radius"), record.get("sigma_max")
+            rows.append(
+                SpectrumRow(
+                    f"{name} {record.get('name', '')}".strip(),
+                    float(radius) if isinstance(radius, (int, float)) else None,
+                    float(sigma) if isinstance(sigma, (int, float)) else None,
+                    _eigenvalues(record.get("eigenvalues")),
+                )
+            )
+    return rows
 
 
-def _eigenvalues(record: Mapping[str, Any]) -> list[tuple[float, float]]:
-    if "eigenvalues_real" in record:
-        imag = record.get("eigenvalues_imag") or [0.0] * len(record["eigenvalues_real"])
-        return [(float(a), float(b)) for a, b in zip(record["eigenvalues_real"], imag, strict=False)]
+def _eigenvalues(values: Any) -> list[tuple[float, float]]:
     points = []
-    for value in record.get("eigenvalues") or []:
-        if isinstance(value, Mapping):
-            points.append((float(value.get("re", 0.0)), float(value.get("im", 0.0))))
-        elif isinstance(value, (list, tuple)) and len(value) == 2:
+    for value in values or []:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
             points.append((float(value[0]), float(value[1])))
         elif isinstance(value, (int, float)):
             points.append((float(value), 0.0))
@@ -366,7 +420,7 @@ def plot_report(report: Report, path: str | Path | None = None, *, band: bool = 
 
 
 def _has_panel(report: Report, name: str) -> bool:
-    return bool(parameter_gradient_rows(report) if name == "parameter_gradients" else spectrum_points(report))
+    return bool(parameter_gradient_rows(report) if name == "parameter_gradients" else spectrum_rows(report))
 
 
 _PANELS = {"parameter_gradients": plot_parameter_gradients, "spectrum": plot_spectrum}
