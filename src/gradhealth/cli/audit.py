@@ -124,14 +124,16 @@ def _gates(settings: Settings, cli: dict[str, Any]) -> tuple[Gates, dict[str, Re
     fail_on, fail_src = settings.pick("fail_on", cli.get("fail_on"))
     min_horizon, _ = settings.pick("min_horizon", cli.get("min_horizon"))
     max_decay, _ = settings.pick("max_decay_rate", cli.get("max_decay_rate"))
-    baseline_path, _ = settings.pick("baseline", cli.get("baseline"))
+    baseline_path, baseline_src = settings.pick("baseline", cli.get("baseline"))
     drop_text, drop_src = settings.pick("max_horizon_drop", cli.get("max_horizon_drop"))
     baselines: dict[str, Report] = {}
     if baseline_path is not None:
         try:
             entries = read_reports(Path(baseline_path).read_text(encoding="utf-8"), name=str(baseline_path))
+        except UnicodeDecodeError as exc:
+            raise ConfigError("baseline", str(baseline_path), "not a gradhealth report (binary file)", source=baseline_src) from exc
         except (OSError, ValueError) as exc:
-            raise ConfigError("baseline", str(baseline_path), one_line(exc)) from exc
+            raise ConfigError("baseline", str(baseline_path), one_line(exc), source=baseline_src) from exc
         baselines = {e.name: e.report for e in entries if e.report is not None}
     elif drop_text is not None:
         raise ConfigError("max_horizon_drop", drop_text, "needs --baseline REPORT.json to compare with", source=drop_src)
