@@ -112,7 +112,8 @@ def assert_memory_horizon(
 ) -> Report:
     """Assert the memory horizon (steps until g(k) falls below ε) lies within bounds.
 
-    Unless ``seq_len`` is set, K is at least ``at_least`` so the lower bound is measured, not extrapolated.
+    Unless ``seq_len`` is set, K is at least ``at_least``, so the lower bound is decided by the measured g(K)
+    (a horizon beyond K is an extrapolation along the tail rate).
 
     Raises:
         AssertionError: the horizon is out of bounds, or a gradient is non-finite or explodes.
