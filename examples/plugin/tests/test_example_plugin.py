@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradhealth
 import pytest
@@ -15,6 +16,7 @@ import torch
 from gradhealth import plugins
 
 from gradhealth_example_plugin import DiagonalSSM, DiagonalSSMAdapter
+from gradhealth_example_plugin.plugin import gradhealth_build_model
 from gradhealth_example_plugin.probe import analytic_horizon
 
 SETTINGS = {"seq_len": 48, "batch_size": 4, "probes": ["ssm_decay"]}
@@ -35,7 +37,7 @@ def test_entry_point_is_discovered_with_its_distribution() -> None:
         "gradhealth-example-plugin",
         "0.1.0",
     )
-    assert info.hooks == ["gradhealth_adapt_model", "gradhealth_register_probes"]
+    assert info.hooks == ["gradhealth_adapt_model", "gradhealth_build_model", "gradhealth_register_probes"]
     assert plugins.probe_classes()["ssm_decay"].__module__ == "gradhealth_example_plugin.probe"
 
 
@@ -92,3 +94,12 @@ def test_adapter_calls_time_major_with_zero_state() -> None:
 @pytest.mark.parametrize(("decay", "expected"), [(0.9, 44.0), (0.99, 459.0), (0.0, 1.0), (1.0, math.inf)])
 def test_analytic_horizon(decay: float, expected: float) -> None:
     assert analytic_horizon(decay, 1e-2) == expected
+
+
+def test_bare_state_dict_is_rebuilt_as_diagonal_ssm(tmp_path: Path) -> None:
+    torch.save(DiagonalSSM(3, [0.5, 0.8, 0.9]).state_dict(), tmp_path / "ssm.pt")
+    checkpoint = plugins.load_checkpoint(tmp_path / "ssm.pt", {})
+    ((name, model),) = plugins.build_model(checkpoint, {})
+    assert name == "DiagonalSSM"
+    assert model.decay.detach().tolist() == pytest.approx([0.5, 0.8, 0.9], rel=1e-7)
+    assert gradhealth_build_model(checkpoint, {"model": "pkg.mod:factory"}) is None  # --model given: pass

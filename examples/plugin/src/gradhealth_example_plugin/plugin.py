@@ -31,3 +31,17 @@ def gradhealth_register_probes() -> list[type[Probe]]:
     from gradhealth_example_plugin.probe import DecaySpectrum
 
     return [DecaySpectrum]
+
+
+@hookimpl
+def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> list[tuple[str, Any]] | None:
+    """Rebuild a DiagonalSSM from a bare state_dict holding exactly its three tensors, so that
+    ``gradhealth audit ssm.pt`` needs no ``--model``; pass on anything else (and whenever ``--model`` is given)."""
+    state = getattr(checkpoint, "state_dict", None)
+    if options.get("model") or not isinstance(state, dict) or set(state) != {"decay", "input_scale", "output_scale"}:
+        return None
+    from gradhealth_example_plugin.model import DiagonalSSM
+
+    model = DiagonalSSM(int(state["decay"].numel()))
+    model.load_state_dict(state)
+    return [("DiagonalSSM", model)]
