@@ -99,12 +99,10 @@ class _Plugin:
 
 @pytest.fixture
 def failing_probe() -> Any:
-    pm = plugins.get_plugin_manager()
-    pm.register(_Plugin, name="failing-probe")
-    plugins.probe_classes.cache_clear()
+    plugins.reset_plugin_manager()
+    assert plugins.register(_Plugin, name="failing-probe")
     yield
-    pm.unregister(name="failing-probe")
-    plugins.probe_classes.cache_clear()
+    plugins.reset_plugin_manager()
 
 
 @pytest.mark.usefixtures("failing_probe")

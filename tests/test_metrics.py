@@ -121,3 +121,20 @@ def test_quantiles_are_per_sample_log10_ratios() -> None:
 def test_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match=r"shape \[batch, lags\]"):
         summarize_profile(np.ones(4), floor=F64)
+
+
+def test_trailing_zeros_after_a_tiny_value_are_underflow_not_structure() -> None:
+    values = np.concatenate([0.5 ** np.arange(80.0), np.zeros(10)])  # 0.5^79 = 1.7e-24, then exact zeros
+    result = summarize_profile(profile(values), floor=F64)
+    assert "unresolved_tail" in result.tags
+    assert "finite_memory" not in result.tags
+    assert result.metrics.resolved_lags == 80
+    assert result.metrics.decay_rate == pytest.approx(math.log(0.5))
+
+
+def test_trailing_zeros_after_a_resolvable_value_are_structural() -> None:
+    values = np.concatenate([0.5 ** np.arange(10.0), np.zeros(10)])  # cut off at 0.5^9 = 2e-3
+    result = summarize_profile(profile(values), floor=F64)
+    assert "finite_memory" in result.tags
+    assert "unresolved_tail" not in result.tags
+    assert result.metrics.resolved_lags == 20

@@ -47,6 +47,11 @@ QUANTILE_LEVELS = {"q10": 0.1, "q50": 0.5, "q90": 0.9}
 #: R² below this tags a profile non_exponential.
 R2_EXPONENTIAL = 0.9
 
+#: Trailing exact zeros count as structural (finite memory) only if the last positive g before them is at least
+#: this: kernels underflow to exact zero long before tiny/eps (float32 oneDNN LSTMs at g ~ 1e-22), while a
+#: genuine memory cut-off (a delay line, a detached state) drops from a resolvable value.
+STRUCTURAL_ZERO_MIN = 1e-8
+
 #: A peak of g at a lag > 0 at or above this tags transient_amplification (a few percent is ordinary LSTM
 #: behaviour: x_{t-1} reaches y_t through more paths than x_t).
 TRANSIENT_GAIN = 1.1
@@ -124,6 +129,19 @@ def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
         }
 
 
+def _underflowed_zeros(big_g: Array, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The trailing exact zeros that follow a positive value too small to be a structural cut-off."""
+    flags = np.zeros(big_g.shape, dtype=bool)
+    positive = np.nonzero(candidates & (big_g > 0))[0]
+    if positive.size == 0:
+        return flags
+    last = int(positive[-1])
+    reference = np.max(big_g[positive])
+    if big_g[last] < STRUCTURAL_ZERO_MIN * reference:
+        flags[last + 1 :] = big_g[last + 1 :] == 0
+    return flags
+
+
 def summarize_profile(
     norms: npt.ArrayLike,
     *,
@@ -151,6 +169,7 @@ def summarize_profile(
     big_g = rms_over_samples(n)
     finite = np.isfinite(big_g)
     underflow = finite & (big_g > 0) & (big_g <= floor)
+    underflow |= _underflowed_zeros(big_g, finite & ~underflow)
     resolved = finite & ~underflow
     positive = resolved & (big_g > 0)
 
