@@ -280,7 +280,7 @@ def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
 
     With eigenvalues recorded (``eigenvalues`` as ``[re, im]`` pairs), they are drawn in the complex plane with
     the unit circle; otherwise each matrix's spectral radius ρ (bar) and largest singular value σ_max (marker) are
-    drawn against the line |λ| = 1 (the unit circle's radius). Reads ``report.probes["spectrum"]``; returns
+    drawn against the line ``|λ| = 1`` (the unit circle's radius). Reads ``report.probes["spectrum"]``; returns
     ``None`` when that probe did not run.
 
     Args:
