@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from tests.cli.conftest import FAST, Encoder
 from torch import nn
 from typer.testing import Result
 
 import gradhealth
 from gradhealth.render.json import read_reports
 from gradhealth.report import Report
-from tests.cli.conftest import FAST, Encoder
 
 Run = Callable[..., Result]
 
@@ -37,15 +37,26 @@ def test_bare_state_dict_matches_live_module(run: Run, encoder_state: tuple[Path
 
 def _lightning(tmp_path: Path, model: nn.Module) -> Path:
     path = tmp_path / "epoch=3.ckpt"
-    torch.save({"epoch": 3, "global_step": 10, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               path)
+    torch.save(
+        {"epoch": 3, "global_step": 10, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path
+    )
     return path
 
 
 @pytest.mark.parametrize(
     "layout",
-    ["zip", "legacy", "lightning", "model_key", "safetensors", "hf_folder", "hf_folder_bin", "torchscript", "export",
-     "pickled_module"],
+    [
+        "zip",
+        "legacy",
+        "lightning",
+        "model_key",
+        "safetensors",
+        "hf_folder",
+        "hf_folder_bin",
+        "torchscript",
+        "export",
+        "pickled_module",
+    ],
 )
 def test_every_format_gives_the_same_numbers(run: Run, tmp_path: Path, layout: str) -> None:
     torch.manual_seed(1)

@@ -11,16 +11,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.cli.conftest import FAST, Encoder
 from torch import nn
 from typer.testing import Result
 
 from gradhealth import reference
 from gradhealth.render.json import read_reports
-from tests.cli.conftest import FAST, Encoder
 
 Run = Callable[..., Result]
-LINEAR = ["--seq-len", "50", "--batch-size", "4", "--probes", "quick",
-          "--model", "gradhealth.reference:LinearRecurrence", "--model-kwargs", '{"size": 3}']
+LINEAR = [
+    "--seq-len",
+    "50",
+    "--batch-size",
+    "4",
+    "--probes",
+    "quick",
+    "--model",
+    "gradhealth.reference:LinearRecurrence",
+    "--model-kwargs",
+    '{"size": 3}',
+]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["audit", "--help"], ["inspect", "--help"], ["compare", "--help"]])
@@ -47,7 +57,9 @@ def test_inspect_lists_format_tensors_layers_and_safety(run: Run, encoder_state:
     names = {t["name"]: t for t in info["tensors"]}
     assert set(names) == set(model.state_dict())
     assert names["encoder.rnn.weight_hh_l1_reverse"] == {
-        "name": "encoder.rnn.weight_hh_l1_reverse", "shape": [32, 8], "dtype": "float32"
+        "name": "encoder.rnn.weight_hh_l1_reverse",
+        "shape": [32, 8],
+        "dtype": "float32",
     }
     assert info["recurrent_layers"] == [{"name": "encoder.rnn", "module": "LSTM(3, 8, num_layers=2, bidirectional)"}]
     text = run("inspect", path)
@@ -124,8 +136,9 @@ def test_github_annotations_and_step_summary(run: Run, tmp_path: Path) -> None:
     torch.save(reference.LinearRecurrence(3, 0.9).state_dict(), good)
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
-    result = run("audit", good, *LINEAR, "--format", "github", "--min-horizon", "45",
-                 env={"GITHUB_STEP_SUMMARY": str(summary)})
+    result = run(
+        "audit", good, *LINEAR, "--format", "github", "--min-horizon", "45", env={"GITHUB_STEP_SUMMARY": str(summary)}
+    )
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 1

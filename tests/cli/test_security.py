@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 import torch
+from tests.cli.conftest import FAST
 from torch import nn
 from typer.testing import Result
-
-from tests.cli.conftest import FAST
 
 Run = Callable[..., Result]
 

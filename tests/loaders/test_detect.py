@@ -22,7 +22,10 @@ def test_formats_detected_by_content_not_name(tmp_path: Path) -> None:
     save_file(state, tmp_path / "c.pt")
     (tmp_path / "d.bin").write_bytes(pickle.dumps(state))
     assert [detect_format(tmp_path / n) for n in ("a.safetensors", "b.ckpt", "c.pt", "d.bin")] == [
-        "torch_zip", "torch_legacy", "safetensors", "pickle"
+        "torch_zip",
+        "torch_legacy",
+        "safetensors",
+        "pickle",
     ]
 
 

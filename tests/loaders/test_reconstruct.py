@@ -62,7 +62,9 @@ def test_float64_weights_stay_exact() -> None:
 
 
 def test_several_layers_and_other_parameters() -> None:
-    model = nn.ModuleDict({"emb": nn.Embedding(5, 3), "a": nn.GRU(3, 4), "b": nn.LSTMCell(4, 2), "head": nn.Linear(2, 1)})
+    model = nn.ModuleDict(
+        {"emb": nn.Embedding(5, 3), "a": nn.GRU(3, 4), "b": nn.LSTMCell(4, 2), "head": nn.Linear(2, 1)}
+    )
     specs = layer_specs(model.state_dict())
     assert [(s.prefix, s.family, s.is_cell) for s in specs] == [("a", "GRU", False), ("b", "LSTM", True)]
 

@@ -15,7 +15,8 @@ from gradhealth.gates import Gates, evaluate_gates
 from gradhealth.hookspecs import hookimpl
 from gradhealth.plugins import get_plugin_manager, reset_plugin_manager
 from gradhealth.render.github import annotation
-from gradhealth.render.json import read_reports, render as render_json
+from gradhealth.render.json import read_reports
+from gradhealth.render.json import render as render_json
 from gradhealth.render.registry import NamedReport, get_renderer, renderers
 
 
@@ -82,4 +83,6 @@ def test_junit_counts(entries: list[NamedReport]) -> None:
 
 
 def test_github_annotation_escaping() -> None:
-    assert annotation("error", "a,b:c.pt", "t: 1", "50%\nnext") == "::error file=a%2Cb%3Ac.pt,title=t%3A 1::50%25%0Anext"
+    assert (
+        annotation("error", "a,b:c.pt", "t: 1", "50%\nnext") == "::error file=a%2Cb%3Ac.pt,title=t%3A 1::50%25%0Anext"
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib
 import sys
 import traceback
 from collections.abc import Iterator
@@ -95,11 +96,11 @@ def load_settings(start: Path | None = None) -> Settings:
     path = find_pyproject((start or Path.cwd()).resolve())
     if path is None:
         return Settings()
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:  # Python 3.10: the tomli backport, if installed
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            tomllib = importlib.import_module("tomli")
         except ModuleNotFoundError:
             return Settings()
     try:

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -131,12 +131,16 @@ def _gates(settings: Settings, cli: dict[str, Any]) -> tuple[Gates, dict[str, Re
         try:
             entries = read_reports(Path(baseline_path).read_text(encoding="utf-8"), name=str(baseline_path))
         except UnicodeDecodeError as exc:
-            raise ConfigError("baseline", str(baseline_path), "not a gradhealth report (binary file)", source=baseline_src) from exc
+            raise ConfigError(
+                "baseline", str(baseline_path), "not a gradhealth report (binary file)", source=baseline_src
+            ) from exc
         except (OSError, ValueError) as exc:
             raise ConfigError("baseline", str(baseline_path), one_line(exc), source=baseline_src) from exc
         baselines = {e.name: e.report for e in entries if e.report is not None}
     elif drop_text is not None:
-        raise ConfigError("max_horizon_drop", drop_text, "needs --baseline REPORT.json to compare with", source=drop_src)
+        raise ConfigError(
+            "max_horizon_drop", drop_text, "needs --baseline REPORT.json to compare with", source=drop_src
+        )
     gates = Gates(
         fail_on=parse_verdicts(fail_on, source=fail_src) if fail_on else frozenset(),
         min_horizon=float(min_horizon) if min_horizon is not None else None,
@@ -216,33 +220,52 @@ def _exit_code(entries: Sequence[NamedReport]) -> int:
 
 
 def audit_command(
-    inputs: list[str] = typer.Argument(..., help="Checkpoint files, folders or globs.", show_default=False),
-    model: str | None = typer.Option(None, "--model", help="Build the architecture with package.module:factory."),
-    model_kwargs: str | None = typer.Option(None, "--model-kwargs", help="JSON object of factory arguments."),
-    trust: bool = typer.Option(False, "--trust", help="Allow code in the file (pickles, TorchScript, .pt2)."),
-    allow_global: list[str] = typer.Option([], "--allow-global", help="Allow one class, module.Name (repeatable)."),
-    nonlinearity: str | None = typer.Option(None, help="Nonlinearity of rebuilt RNN layers: tanh or relu."),
-    seq_len: int | None = typer.Option(None, help="Dependency length K: lags 0..K are probed. [default: 100]"),
-    batch_size: int | None = typer.Option(None, help="Probe sequences. [default: 32]"),
-    task: str | None = typer.Option(None, help="Input task: noise, impulse, copy, adding, delayed_recall."),
-    seed: int | None = typer.Option(None, help="Seed of every random draw. [default: 0]"),
-    dtype: str | None = typer.Option(None, help="Probe dtype: auto, float64, float32, bfloat16, float16."),
-    probes: str | None = typer.Option(None, help="Preset (quick, standard, thorough) or comma-separated probes."),
-    eps: float | None = typer.Option(None, help="Horizon threshold on g(k). [default: 0.01]"),
-    input_scale: float | None = typer.Option(None, help="Input standard deviation. [default: 1.0]"),
-    input_size: int | None = typer.Option(None, help="Features per step, where the model does not tell."),
-    output_format: str | None = typer.Option(
-        None, "--format", "-f", help="table, json, markdown, junit, github, or a plugin's. [default: table]"
-    ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
-    fail_on: str | None = typer.Option(None, help="Verdicts that fail: vanishing,exploding,non_finite."),
-    min_horizon: float | None = typer.Option(None, help="Fail if the horizon is shorter (steps)."),
-    max_decay_rate: float | None = typer.Option(None, help="Fail if the gradient decays faster (per step)."),
-    baseline: Path | None = typer.Option(None, help="A previous JSON report to compare horizons with."),
-    max_horizon_drop: str | None = typer.Option(None, help="Allowed drop vs --baseline: '20%' or steps. [default: 0]"),
-    jobs: int | None = typer.Option(None, "--jobs", "-j", help="Audit in N parallel processes. [default: 1]"),
-    progress: bool = typer.Option(True, help="Show a progress bar on a terminal."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    inputs: Annotated[list[str], typer.Argument(help="Checkpoint files, folders or globs.", show_default=False)],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Build the architecture with package.module:factory.")
+    ] = None,
+    model_kwargs: Annotated[
+        str | None, typer.Option("--model-kwargs", help="JSON object of factory arguments.")
+    ] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Allow code in the file (pickles, TorchScript, .pt2).")
+    ] = False,
+    allow_global: Annotated[
+        list[str] | None, typer.Option("--allow-global", help="Allow one class, module.Name (repeatable).")
+    ] = None,
+    nonlinearity: Annotated[str | None, typer.Option(help="Nonlinearity of rebuilt RNN layers: tanh or relu.")] = None,
+    seq_len: Annotated[
+        int | None, typer.Option(help="Dependency length K: lags 0..K are probed. [default: 100]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Probe sequences. [default: 32]")] = None,
+    task: Annotated[str | None, typer.Option(help="Input task: noise, impulse, copy, adding, delayed_recall.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random draw. [default: 0]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="Probe dtype: auto, float64, float32, bfloat16, float16.")] = None,
+    probes: Annotated[
+        str | None, typer.Option(help="Preset (quick, standard, thorough) or comma-separated probes.")
+    ] = None,
+    eps: Annotated[float | None, typer.Option(help="Horizon threshold on g(k). [default: 0.01]")] = None,
+    input_scale: Annotated[float | None, typer.Option(help="Input standard deviation. [default: 1.0]")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Features per step, where the model does not tell.")] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help="table, json, markdown, junit, github, or a plugin's. [default: table]"),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
+    ] = None,
+    fail_on: Annotated[str | None, typer.Option(help="Verdicts that fail: vanishing,exploding,non_finite.")] = None,
+    min_horizon: Annotated[float | None, typer.Option(help="Fail if the horizon is shorter (steps).")] = None,
+    max_decay_rate: Annotated[float | None, typer.Option(help="Fail if the gradient decays faster (per step).")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="A previous JSON report to compare horizons with.")] = None,
+    max_horizon_drop: Annotated[
+        str | None, typer.Option(help="Allowed drop vs --baseline: '20%' or steps. [default: 0]")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Audit in N parallel processes. [default: 1]")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on a terminal.")] = True,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Audit saved checkpoints for vanishing and exploding gradients through time."""
     cli = dict(locals())
@@ -258,7 +281,7 @@ def audit_command(
         n_jobs, _ = settings.pick("jobs", jobs, 1)
         spec, _ = settings.pick("model", model)
         kwargs_text, kwargs_src = settings.pick("model_kwargs", model_kwargs)
-        allowed, _ = settings.pick("allow_global", tuple(allow_global), ())
+        allowed, _ = settings.pick("allow_global", tuple(allow_global or ()), ())
         job = AuditJob(
             config=config.to_dict() | {"burn_in": config.burn_in},
             load_options={"trust": trust or bool(settings.values.get("trust", False)), "allow_globals": tuple(allowed)},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -99,7 +99,7 @@ def compare_reports(old: list[NamedReport], new: list[NamedReport], drop: str | 
 def _rows(diffs: list[Difference]) -> list[tuple[str, ...]]:
     from gradhealth.render.text import format_number
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in diffs:
         change = d.horizon_change
         rows.append(
@@ -159,12 +159,12 @@ def _read(path: Path) -> list[NamedReport]:
 
 
 def compare_command(
-    old: Path = typer.Argument(..., help="The earlier JSON report (e.g. from main).", show_default=False),
-    new: Path = typer.Argument(..., help="The later JSON report.", show_default=False),
-    max_horizon_drop: str | None = typer.Option(None, help="Fail if a horizon fell more: '20%' or steps."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, json or markdown."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    old: Annotated[Path, typer.Argument(help="The earlier JSON report (e.g. from main).", show_default=False)],
+    new: Annotated[Path, typer.Argument(help="The later JSON report.", show_default=False)],
+    max_horizon_drop: Annotated[str | None, typer.Option(help="Fail if a horizon fell more: '20%' or steps.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Compare two JSON reports direction by direction."""
     with clean_errors(debug):

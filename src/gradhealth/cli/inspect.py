@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -80,12 +80,14 @@ def _as_text(info: dict[str, Any]) -> str:
 
 
 def inspect_command(
-    inputs: list[Path] = typer.Argument(..., help="Checkpoint files or folders.", show_default=False),
-    trust: bool = typer.Option(False, "--trust", help="Load files that hold code, to list their tensors."),
-    allow_global: list[str] = typer.Option([], "--allow-global", help="Allow one class, module.Name (repeatable)."),
-    output_format: str = typer.Option("text", "--format", "-f", help="text or json."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    inputs: Annotated[list[Path], typer.Argument(help="Checkpoint files or folders.", show_default=False)],
+    trust: Annotated[bool, typer.Option("--trust", help="Load files that hold code, to list their tensors.")] = False,
+    allow_global: Annotated[
+        list[str] | None, typer.Option("--allow-global", help="Allow one class, module.Name (repeatable).")
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
     with clean_errors(debug):
@@ -93,7 +95,7 @@ def inspect_command(
             from gradhealth.errors import ConfigError
 
             raise ConfigError("format", output_format, "use text or json", source="--format")
-        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global)) for p in inputs]
+        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ())) for p in inputs]
         if output_format == "json":
             text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
         else:

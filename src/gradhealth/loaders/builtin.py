@@ -27,6 +27,7 @@ def gradhealth_load_checkpoint(path: Path, options: dict[str, Any]) -> Any:
 @hookimpl(trylast=True)
 def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any:
     """Models to audit as ``[(name, module), ...]``: the ``--model`` factory, or every recurrent layer found."""
+    import torch
     from torch import nn
 
     from gradhealth.loaders.factory import build_from_factory, load_strict
@@ -37,7 +38,7 @@ def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any:
         model = build_from_factory(spec, dict(options.get("model_kwargs") or {}))
         return [(spec.partition(":")[2], load_strict(model, checkpoint.state_dict, where=str(checkpoint.path)))]
     module = checkpoint.module
-    if isinstance(module, nn.Module) and not isinstance(module, __import__("torch").jit.ScriptModule):
+    if isinstance(module, nn.Module) and not isinstance(module, torch.jit.ScriptModule):
         live = [
             (name or type(module).__name__, sub.eval())
             for name, sub in module.named_modules()

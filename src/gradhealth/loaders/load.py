@@ -98,7 +98,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_object(path: Path, fmt: str, trust: bool, allowed: tuple[str, ...]) -> Any:
     if fmt == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu")
+        return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     if fmt == "torch_export":
         return torch.export.load(str(path)).state_dict
     if fmt == "pickle":

@@ -136,7 +136,7 @@ def layer_specs(state: dict[str, torch.Tensor]) -> list[LayerSpec]:
 def _build(spec: LayerSpec, nonlinearity: str) -> nn.Module:
     kwargs: dict[str, Any] = {"bias": spec.bias}
     if spec.is_cell:
-        cell_cls: type[nn.RNNCellBase] = getattr(nn, spec.family + "Cell")
+        cell_cls: Any = getattr(nn, spec.family + "Cell")
         if spec.family == "RNN":
             kwargs["nonlinearity"] = nonlinearity
         return cell_cls(spec.input_size, spec.hidden_size, **kwargs)
@@ -145,7 +145,7 @@ def _build(spec: LayerSpec, nonlinearity: str) -> nn.Module:
         kwargs["nonlinearity"] = nonlinearity
     if spec.proj_size:
         kwargs["proj_size"] = spec.proj_size
-    layer_cls: type[nn.RNNBase] = getattr(nn, spec.family)
+    layer_cls: Any = getattr(nn, spec.family)
     return layer_cls(spec.input_size, spec.hidden_size, **kwargs)
 
 

@@ -44,9 +44,9 @@ def globals_in_pickle(stream: IO[bytes]) -> set[str]:
         elif name == "MEMOIZE":
             memo[len(memo)] = recent[-1] if recent else None
         elif name in {"BINPUT", "LONG_BINPUT", "PUT"}:
-            memo[int(arg)] = recent[-1] if recent else None
+            memo[int(str(arg))] = recent[-1] if recent else None
         elif name in {"BINGET", "LONG_BINGET", "GET"}:
-            recent.append(memo.get(int(arg)))
+            recent.append(memo.get(int(str(arg))))
         elif name == "STOP":
             break
         else:
@@ -62,8 +62,8 @@ def _py3_name(module: str, attr: str) -> str:
 
 
 def _safe_names() -> set[str]:
-    from torch.serialization import _weights_only_unpickler as unpickler
-
+    # Private, but it is the allowlist weights_only loading applies: naming anything else would mislead.
+    unpickler: Any = importlib.import_module("torch._weights_only_unpickler")
     return set(unpickler._get_allowed_globals()) | set(unpickler._get_user_allowed_globals())
 
 
