@@ -1,11 +1,12 @@
 """The length-scan probe: how the gradient of the last output with respect to the first input scales with T.
 
-For each length T of a ladder (16, 32, ..., 4096 by default): fresh inputs of length T, the loss at the last step
-L = Σ_b <v_b, y_b[T-1]>, and one backward pass give N_first(T) = sqrt(mean_b ‖∂L/∂x_b[0]‖²) (the longest lag,
-T - 1) and N_total(T) = sqrt(mean_b ‖∂L/∂x_b‖²) (all lags together). ``growth_rate`` is the least-squares slope
-of ln N_first against T: ln ρ per step for a linear recurrence ρQ, so exploding gradients show as a positive rate
-and vanishing ones as a negative rate while N_total plateaus. The scan stops at the first non-finite length, or
-once N_first falls below the dtype's resolution floor (longer lengths would only measure underflow).
+For each length T of a ladder (16, 32, ..., 4096 by default): fresh inputs of length T, the loss at the last
+step L = Σ_b <v_b, y_b[T-1]> (the same v_b at every length), and one backward pass give
+N_first(T) = sqrt(mean_b ‖∂L/∂x_b[0]‖²) (the longest lag, T - 1) and N_total(T) = sqrt(mean_b ‖∂L/∂x_b‖²) (all
+lags together). ``growth_rate`` is the least-squares slope of ln N_first against T: ln ρ per step for a linear
+recurrence ρQ, so exploding gradients show as a positive rate and vanishing ones as a negative rate while
+N_total plateaus. The scan stops at the first non-finite length, or once N_first falls below the dtype's
+resolution floor (longer lengths would only measure underflow).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class LengthScan(Probe):
         with input_gradients_only(ctx.module), torch.enable_grad():
             out = ctx.adapter.run(inputs)
             y_last = out.output[:, -1]
-            v = ctx.randn(f"{self.name}/{length}/v", tuple(y_last.shape), like=y_last)
+            # the same v at every length, so the fit measures the growth of the Jacobian, not the spread of v
+            v = ctx.randn(f"{self.name}/v", tuple(y_last.shape), like=y_last)
             loss = (y_last * v).sum()
             grad = None
             if loss.requires_grad:

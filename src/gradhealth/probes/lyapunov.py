@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,15 +84,18 @@ def lyapunov_exponents(
     q = frame
     total = torch.zeros(frame.shape[-1], dtype=torch.float64)
     measured = 0
-    for t in range(inputs.shape[1]):
-        s = states[:, t]
-        step_t = functools.partial(_step_at, step, inputs[:, t])
-        cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
-        q, r = torch.linalg.qr(torch.stack(cols, dim=-1))
-        if t >= burn_in:
-            diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
-            total += torch.log(diag).mean(0).cpu()
-            measured += 1
+    with warnings.catch_warnings():
+        # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
+        for t in range(inputs.shape[1]):
+            s = states[:, t]
+            step_t = functools.partial(_step_at, step, inputs[:, t])
+            cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
+            q, r = torch.linalg.qr(torch.stack(cols, dim=-1))
+            if t >= burn_in:
+                diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
+                total += torch.log(diag).mean(0).cpu()
+                measured += 1
     exps = total / max(1, measured)
     return exps.sort(descending=True).values
 

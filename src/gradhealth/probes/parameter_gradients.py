@@ -140,7 +140,7 @@ class ParameterGradients(Probe):
         named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point()]
         batch, task_name, notes = self._batch(ctx)
         size = batch.inputs.shape[0]
-        chunks = torch.arange(size).chunk(min(self.splits, size))
+        chunks = torch.arange(size).tensor_split(min(self.splits, size))
         flags = [p.requires_grad for _, p in named]
         totals: list[torch.Tensor | None] = [None] * len(named)
         split_norms, loss_sum = [], 0.0
