@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gradhealth import __version__  # noqa: E402
+from gradhealth import __version__
 
 project = "gradhealth"
 author = "The gradhealth developers"
-copyright = "The gradhealth developers"  # noqa: A001
+copyright = "The gradhealth developers"
 release = __version__
 version = __version__
 
