@@ -18,13 +18,14 @@ problem with the user's input, not a bug of its own: that error propagates too.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,9 +62,11 @@ __all__ = [
     "plugin_infos",
     "probe_classes",
     "register",
+    "registered",
     "renderer_registry",
     "reset_plugin_manager",
     "task_registry",
+    "unregister",
 ]
 
 #: Modules holding the built-in hook implementations, registered under these names.
@@ -254,6 +257,37 @@ def register(plugin: object, *, name: str) -> bool:
         return False
     _state.cache.clear()
     return _register_checked(pm, plugin, info)
+
+
+def unregister(name: str) -> None:
+    """Remove a plugin registered under ``name`` (and its record); nothing happens if there is none."""
+    with _lock:
+        pm = get_plugin_manager()
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+        _state.infos.pop(name, None)
+        _state.cache.clear()
+
+
+@contextlib.contextmanager
+def registered(plugin: object, *, name: str) -> Iterator[bool]:
+    """Register a plugin for the duration of a ``with`` block (tests, notebooks, trying a plugin out).
+
+    Args:
+        plugin: the object holding the ``@hookimpl`` functions.
+        name: the name it is registered under.
+
+    Yields:
+        Whether it was registered (``False``: disabled, or skipped as broken).
+    """
+    get_plugin_manager()
+    is_taken = name in _state.infos  # then the name belongs to another plugin, which must stay
+    is_registered = register(plugin, name=name)
+    try:
+        yield is_registered
+    finally:
+        if not is_taken:
+            unregister(name)
 
 
 def _build() -> None:

@@ -100,3 +100,22 @@ def test_importing_the_plugin_modules_loads_no_torch() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_registered_lasts_for_the_with_block_and_leaves_others_alone() -> None:
+    class Renderer:
+        @hookimpl
+        def gradhealth_register_renderers(self) -> dict[str, object]:
+            return {"tmp": lambda reports, **options: "tmp"}
+
+    with plugins.registered(Renderer(), name="tmp") as is_registered:
+        assert is_registered
+        assert "tmp" in plugins.renderer_registry()
+    assert "tmp" not in plugins.renderer_registry()
+    assert "tmp" not in {i.name for i in plugins.plugin_infos()}
+    with (
+        pytest.warns(plugins.PluginWarning, match="already taken"),
+        plugins.registered(Renderer(), name="gradhealth.tasks") as ok,
+    ):
+        assert not ok
+    assert "noise" in plugins.task_registry()  # the built-in of that name is still there
