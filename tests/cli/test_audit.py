@@ -234,3 +234,33 @@ def test_parallel_jobs_match_serial(run: Run, tmp_path: Path) -> None:
     parallel = read_reports(parallel_result.stdout)
     assert [e.name for e in parallel] == [e.name for e in serial]
     assert [e.report.metrics for e in parallel if e.report] == [e.report.metrics for e in serial if e.report]
+
+
+def test_plain_pickle_needs_trust(run: Run, tmp_path: Path) -> None:
+    import pickle
+
+    torch.manual_seed(0)
+    gru = nn.GRU(3, 4, batch_first=True)
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"rnn": gru}))
+    refused = run("audit", path, *FAST)
+    assert refused.exit_code == 2
+    assert "is a pickle" in refused.stderr
+    trusted = run("audit", path, *FAST, "--trust", "--format", "json")
+    assert trusted.exit_code == 0, trusted.stderr
+    live = gradhealth.audit(gru, seq_len=16, batch_size=4, probes="quick")
+    assert Report.from_json(trusted.stdout).metrics == live.metrics
+
+
+def test_progress_bar_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gradhealth.cli.audit import AuditJob, _run_all
+    from gradhealth.config import AuditConfig
+
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"p{i}.pt"))
+        torch.save(nn.RNN(2, 3).state_dict(), paths[-1])
+    config = AuditConfig(seq_len=8, batch_size=2, probes="quick").to_dict()
+    entries = _run_all([*paths, str(tmp_path / "absent.pt")], AuditJob(config, {}), jobs=1, progress=True)
+    assert [e.status for e in entries] == ["pass", "pass", "error"]
+    assert capsys.readouterr().out == ""
