@@ -144,6 +144,9 @@ class _State:
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     reported: set[tuple[str, str | None]] = field(default_factory=set)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: warnings held back while the manager is built, emitted once it is complete (so ``-W error`` cannot leave a
+    #: half-built manager behind that would be rebuilt, and the failure reported again, on every call)
+    deferred: list[str] | None = None
 
 
 _settings = _Settings()
@@ -209,11 +212,15 @@ def get_plugin_manager() -> pluggy.PluginManager:
     """
     with _lock:
         if _state.pm is None:
+            _state.deferred = []
             try:
                 _build()
             except BaseException:
                 reset_plugin_manager()
                 raise
+            deferred, _state.deferred = _state.deferred, None
+            for message in deferred:
+                warnings.warn(message, PluginWarning, stacklevel=3)
         assert _state.pm is not None
         return _state.pm
 
@@ -225,6 +232,7 @@ def reset_plugin_manager() -> None:
         _state.infos.clear()
         _state.reported.clear()
         _state.cache.clear()
+        _state.deferred = None
 
 
 def plugin_infos() -> list[PluginInfo]:
@@ -318,7 +326,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
     disabled = {_normalize(n) for n in disabled_plugins()}
     builtins = set(BUILTIN_PLUGINS)
     for name in sorted(disabled & {_normalize(b) for b in builtins}):
-        warnings.warn(f"built-in plugin {name} cannot be disabled; ignoring it", PluginWarning, stacklevel=4)
+        _warn(f"built-in plugin {name} cannot be disabled; ignoring it")
     for ep in _entry_points():
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
@@ -368,6 +376,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
 
 
+def _warn(message: str) -> None:
+    if _state.deferred is not None:
+        _state.deferred.append(message)
+    else:
+        warnings.warn(message, PluginWarning, stacklevel=5)
+
+
 def _fail(info: PluginInfo, hook: str | None, problem: str, exc: BaseException | None = None) -> bool:
     """Record a broken plugin, then warn once (or raise in strict mode). Returns ``False`` (not registered)."""
     info.status, info.error, info.failed_hook = "failed", problem, hook
@@ -382,7 +397,7 @@ def _fail(info: PluginInfo, hook: str | None, problem: str, exc: BaseException |
     if key not in _state.reported:
         _state.reported.add(key)
         hint = f"fix or uninstall it, or set {DISABLE_ENV}={info.name}"
-        warnings.warn(f"{message}; it was skipped ({hint})", PluginWarning, stacklevel=4)
+        _warn(f"{message}; it was skipped ({hint})")
     return False
 
 

@@ -216,3 +216,12 @@ def test_one_broken_plugin_leaves_a_working_one_alone(fake_entry_points: Install
     assert plugins.renderer_registry()["ok"]([]) == "ok"
     status = {i.name: i.status for i in plugins.plugin_infos()}
     assert (status["raises"], status["good"]) == ("failed", "active")
+
+
+def test_warnings_as_errors_report_a_load_failure_once(fake_entry_points: InstallFn) -> None:
+    fake_entry_points({"import_error": IMPORT_ERROR})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", plugins.PluginWarning)  # as under `pytest -W error`
+        with pytest.raises(plugins.PluginWarning, match="'import_error'"):
+            audit_linear()
+        assert_exact(audit_linear())  # the manager was complete: no rebuild, no second report
