@@ -51,6 +51,8 @@ def test_disabled_by_distribution_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(plugins.DISABLE_ENV, "gradhealth_example_plugin")  # normalised like pip names
     assert {i.name: i.status for i in plugins.plugin_infos()}["example"] == "disabled"
     assert "ssm_decay" not in plugins.probe_classes()
+    result = CliRunner().invoke(build_app(), ["plugins", "--json"])
+    assert json.loads(result.stdout)["unknown_disabled"] == []
 
 
 def test_gradhealth_audit_command_uses_its_builder_adapter_and_probe(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Honours ``GRADHEALTH_DISABLE_PLUGINS`` and ``GRADHEALTH_STRICT_PLUGINS`` (and wh
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from typing import Any
 
@@ -44,8 +45,8 @@ def plugins_command(
         typer.echo(f"gradhealth: error: {exc}", err=True)
         raise typer.Exit(2) from None
     rows = [dict(info.to_dict(), origin=info.origin, provides=provided.get(info.name, {})) for info in infos]
-    known = {info.name for info in infos} | {info.distribution for info in infos if info.distribution}
-    unknown = sorted(name for name in disabled if name not in known and name not in plugins.BUILTIN_PLUGINS)
+    known = {_normalize(n) for info in infos for n in (info.name, info.distribution) if n}
+    unknown = sorted(name for name in disabled if _normalize(name) not in known)
     if as_json:
         payload = {"plugins": rows, "disabled": sorted(disabled), "unknown_disabled": unknown, "strict": strict}
         typer.echo(json.dumps(payload, indent=2))
@@ -53,6 +54,10 @@ def plugins_command(
         _print_table(rows, unknown)
     if check and any(row["status"] == "failed" for row in rows):
         raise typer.Exit(1)
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # as pip compares distribution names
 
 
 def _source(row: dict[str, Any]) -> str:
