@@ -5,6 +5,7 @@ torch, the loaders and the engine are imported inside the functions, so ``gradhe
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -264,6 +265,9 @@ def audit_command(
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", help="Audit in N parallel processes. [default: 1]")
     ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write PNG plots of each audited model into this folder.")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on a terminal.")] = True,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
@@ -300,10 +304,23 @@ def audit_command(
         _apply_gates(entries, gates, baselines)
         color = output is None and sys.stdout.isatty()
         write_output(renderer(entries, color=color), output)
+        if plot is not None:
+            _save_plots(entries, plot)
         for entry in entries:
             if entry.error is not None:
                 typer.echo(f"gradhealth: error: {entry.error}", err=True)
     raise typer.Exit(_exit_code(entries))
+
+
+def _save_plots(entries: list[NamedReport], directory: Path) -> None:
+    """One set of PNGs per audited model, named after it (``--plot DIR``)."""
+    from gradhealth.plot import save_report_plots
+
+    for entry in entries:
+        if entry.report is not None:
+            name = Path(entry.path).name + (f"_{entry.layer}" if entry.layer else "")
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+            save_report_plots(entry.report, directory, stem=stem)
 
 
 def register(app: typer.Typer) -> None:
