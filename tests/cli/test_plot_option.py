@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import Result
-
 from tests.cli.conftest import FAST, Encoder  # type: ignore[import-not-found]
+from typer.testing import Result
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
