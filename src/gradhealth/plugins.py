@@ -340,7 +340,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # a broken plugin must not break unrelated runs
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break unrelated runs (nor exit them)
             _fail(info, None, f"failed to import: {_describe(exc)}", exc)
             continue
         _register_checked(pm, plugin, info)

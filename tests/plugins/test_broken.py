@@ -54,8 +54,14 @@ def gradhealth_adapt_model(model, layout):
     raise ZeroDivisionError("plugin bug")
 """
 
+EXITS = """
+import sys
+sys.exit("this module is a script")
+"""
+
 BROKEN = {
     "import_error": (IMPORT_ERROR, None, "ModuleNotFoundError: No module named 'gradhealth_no_such_dependency'"),
+    "exits": (EXITS, None, "SystemExit: this module is a script"),
     "bad_signature": (BAD_SIGNATURE, "gradhealth_adapt_model", "{'device'}"),
     "misspelled": (MISSPELLED, "gradhealth_register_probe", "not a gradhealth hook"),
     "wrapper": (WRAPPER, "gradhealth_register_tasks", "wrappers are not supported"),
