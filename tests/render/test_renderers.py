@@ -13,7 +13,7 @@ from gradhealth import reference
 from gradhealth.errors import ConfigError, PluginError
 from gradhealth.gates import Gates, evaluate_gates
 from gradhealth.hookspecs import hookimpl
-from gradhealth.plugins import get_plugin_manager, reset_plugin_manager
+from gradhealth.plugins import reset_plugin_manager
 from gradhealth.render.github import annotation
 from gradhealth.render.json import read_reports
 from gradhealth.render.json import render as render_json
@@ -44,15 +44,26 @@ def test_plugin_renderer_and_name_clash() -> None:
         def gradhealth_register_renderers(self) -> dict[str, object]:
             return {"json": lambda reports, **options: ""}
 
-    pm = get_plugin_manager()
+    from gradhealth import plugins
+    from gradhealth.render import json as json_renderer
+
     try:
-        pm.register(Plugin(), name="test-names")
+        assert plugins.register(Plugin(), name="test-names")
         entry = NamedReport("x", "x", error="e")
         assert get_renderer("names")([entry, entry]) == "x,x"
-        pm.register(Clash(), name="test-clash")
-        with pytest.raises(PluginError, match="two plugins register a renderer named 'json'"):
+        # a clash is reported once and the clashing plugin skipped: the built-in renderer stays
+        assert plugins.register(Clash(), name="test-clash")
+        with pytest.warns(plugins.PluginWarning, match="json"):
+            found = renderers()
+        assert found["json"] is json_renderer.render
+        # with strict plugins the clash is fatal, naming the plugin
+        reset_plugin_manager()
+        plugins.configure(strict=True)
+        plugins.register(Clash(), name="test-clash")
+        with pytest.raises(PluginError, match="test-clash"):
             renderers()
     finally:
+        plugins.configure()
         reset_plugin_manager()
 
 

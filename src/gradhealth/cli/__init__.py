@@ -8,6 +8,7 @@ passed, 1 a gate failed, 2 bad usage or an input that cannot be audited.
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -54,11 +55,30 @@ def build_app() -> typer.Typer:
 
     @app.callback()
     def root(
-        version: bool = typer.Option(
-            False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
-        ),
+        version: Annotated[
+            bool,
+            typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+        ] = False,
+        disable_plugin: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--disable-plugin",
+                help="Skip this plugin (entry-point or distribution name); repeatable; adds to "
+                "GRADHEALTH_DISABLE_PLUGINS.",
+            ),
+        ] = None,
+        strict_plugins: Annotated[
+            bool | None,
+            typer.Option(
+                "--strict-plugins/--no-strict-plugins",
+                help="Make a broken plugin fatal. [default: GRADHEALTH_STRICT_PLUGINS]",
+            ),
+        ] = None,
     ) -> None:
         """Does gradient still flow back through time, and how far?"""
+        from gradhealth.plugins import configure
+
+        configure(disabled=disable_plugin or (), strict=strict_plugins)
 
     for name in COMMAND_MODULES:
         try:

@@ -29,9 +29,9 @@ def open_checkpoint(path: Path, options: dict[str, Any]) -> Checkpoint:
     Raises:
         CheckpointError: missing, corrupt, refused as unsafe (:class:`~gradhealth.errors.UnsafeCheckpointError`).
     """
-    from gradhealth.plugins import get_plugin_manager
+    from gradhealth import plugins
 
-    checkpoint = get_plugin_manager().hook.gradhealth_load_checkpoint(path=path, options=options)
+    checkpoint = plugins.load_checkpoint(path, options)
     if checkpoint is None:
         raise CheckpointError(f"{path}: no loader accepted this checkpoint", path=path)
     return checkpoint
@@ -43,9 +43,9 @@ def models_to_audit(checkpoint: Checkpoint, options: dict[str, Any]) -> list[tup
     Raises:
         CheckpointError: no recurrent layer found and no ``--model`` given.
     """
-    from gradhealth.plugins import get_plugin_manager
+    from gradhealth import plugins
 
-    models = get_plugin_manager().hook.gradhealth_build_model(checkpoint=checkpoint, options=options)
+    models = plugins.build_model(checkpoint, options)
     if not models:
         raise CheckpointError(
             f"{checkpoint.path}: no standard RNN/LSTM/GRU layer or cell found among {len(checkpoint.state_dict)} "

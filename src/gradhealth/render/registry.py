@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gradhealth.errors import ConfigError, PluginError
+from gradhealth.errors import ConfigError
 from gradhealth.gates import GateResult, failed
 from gradhealth.report import Report
 
@@ -65,23 +65,14 @@ class Renderer(Protocol):
 
 
 def renderers() -> dict[str, Renderer]:
-    """Every registered renderer by format name; two plugins may not claim one name.
+    """Every registered renderer by format name.
 
-    Raises:
-        PluginError: two plugins register the same format name.
+    A plugin that claims a name already taken, or whose hook raises, is reported once and skipped (fatal with
+    ``--strict-plugins``), like every other hook: see :mod:`gradhealth.plugins`.
     """
-    from gradhealth.plugins import get_plugin_manager
+    from gradhealth.plugins import renderer_registry
 
-    found: dict[str, Renderer] = {}
-    for batch in reversed(get_plugin_manager().hook.gradhealth_register_renderers()):
-        for name, func in batch.items():
-            if name in found and found[name] is not func:
-                raise PluginError(
-                    f"two plugins register a renderer named {name!r}; rename one",
-                    hook="gradhealth_register_renderers",
-                )
-            found[name] = func
-    return found
+    return renderer_registry()
 
 
 def get_renderer(name: str, *, source: str = "--format") -> Renderer:
