@@ -21,7 +21,7 @@ def test_matches_a_plain_full_batch_backward_and_clip_grad_norm() -> None:
     torch.manual_seed(0)
     gru = nn.GRU(3, 5, num_layers=2, batch_first=True)
     ctx = probe_context(gru, seq_len=10, batch_size=6)
-    result = ParameterGradients().run(ctx)
+    result = ParameterGradients(splits=4).run(ctx)
 
     reference = copy.deepcopy(ctx.module)
     assert reference is not None

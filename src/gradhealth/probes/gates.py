@@ -15,6 +15,7 @@ step by step gives:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,12 +80,10 @@ class GatesResult:
 
 
 class _Accumulator:
-    """Running sums per gate, so the trajectory is never stored whole."""
+    """Per-step sums per gate (0-d tensors, converted once at the end), so the trajectory is never stored."""
 
-    def __init__(self, level: float, steps: int, bins: int) -> None:
+    def __init__(self, level: float) -> None:
         self.level = level
-        self.edges = [round(i * steps / bins) for i in range(bins + 1)]
-        self.bin_of = [max(0, b) for b in (sum(t >= e for e in self.edges[1:]) for t in range(steps))]
         self.sums: dict[str, dict[str, Any]] = {}
 
     def __call__(self, w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
@@ -92,21 +91,15 @@ class _Accumulator:
         for name, a in gates.items():
             if name == "h":
                 continue
-            sigmoid = name in _SIGMOID_GATES
-            low = (a < 1 - self.level) if sigmoid else (a < -self.level)
-            high = a > self.level
-            s = layer.setdefault(name, {"n": 0, "sum": 0.0, "low": 0.0, "high": 0.0, "bins": {}, "keep": None})
-            s["n"] += a.numel()
-            s["sum"] += float(a.sum())
-            s["low"] += float(low.sum())
-            s["high"] += float(high.sum())
-            b = s["bins"].setdefault(self.bin_of[t], [0.0, 0])
-            b[0] += float((low | high).sum())
-            b[1] += a.numel()
+            low = (a < 1 - self.level) if name in _SIGMOID_GATES else (a < -self.level)
+            s = layer.setdefault(name, {"sum": [], "low": [], "high": [], "keep": None, "count": 0, "size": a.numel()})
+            s["sum"].append(a.sum())
+            s["low"].append(low.sum())
+            s["high"].append((a > self.level).sum())
             if name == _MEMORY_GATE.get(w.kind):
                 keep = (1 - a).sum(0).to(torch.float64)
                 s["keep"] = keep if s["keep"] is None else s["keep"] + keep
-                s["count"] = s.get("count", 0) + a.shape[0]
+                s["count"] += a.shape[0]
 
 
 def _quantiles(values: torch.Tensor) -> dict[str, float]:
@@ -147,24 +140,28 @@ class Gates(Probe):
 
     def run(self, ctx: ProbeContext) -> GatesResult:
         steps = ctx.config.total_len
-        acc = _Accumulator(self.saturation_level, steps, min(self.time_bins, steps))
+        acc = _Accumulator(self.saturation_level)
         found, notes = driven_runs(ctx, "gates", observe=acc)
+        bins = min(self.time_bins, steps)
+        edges = [round(i * steps / bins) for i in range(bins + 1)]
         layers = []
         for layer, runs in found:
             if layer.kind not in _MEMORY_GATE:
                 continue
             for run in runs:
-                layers.append(self._summarize(run.weights, acc.sums[run.weights.name], run.outputs(), acc.edges))
+                layers.append(self._summarize(run.weights, acc.sums[run.weights.name], run.outputs(), edges))
         return GatesResult(layers, self.saturation_level, notes)
 
     def _summarize(self, w: LayerWeights, sums: dict[str, Any], outputs: torch.Tensor, edges: list[int]) -> LayerGates:
         stats = []
         for name, s in sums.items():
-            bins = [s["bins"][i][0] / s["bins"][i][1] for i in sorted(s["bins"])]
+            total, low, high = (torch.stack(s[key]).to(torch.float64) for key in ("sum", "low", "high"))
+            n = s["size"] * total.numel()
+            per_bin = [float((low + high)[a:b].sum()) / (s["size"] * (b - a)) for a, b in itertools.pairwise(edges)]
             activation = "sigmoid" if name in _SIGMOID_GATES else "tanh"
-            n = s["n"]
+            sat_low, sat_high = float(low.sum()) / n, float(high.sum()) / n
             stats.append(
-                GateStats(name, activation, s["sum"] / n, (s["low"] + s["high"]) / n, s["low"] / n, s["high"] / n, bins)
+                GateStats(name, activation, float(total.sum()) / n, sat_low + sat_high, sat_low, sat_high, per_bin)
             )
         memory = sums[_MEMORY_GATE[w.kind]]
         dynamic = (memory["count"] / memory["keep"]).cpu()

@@ -5,10 +5,10 @@ problem by default (MSE of a fixed random linear readout of y[T-1] against the t
 (cross-entropy of a fixed random readout over the recall steps). Models the task cannot feed (token-id models,
 fewer input features than the task needs) fall back to the lag-profile loss L = mean_b <v_b, y_b[T-1]>.
 
-The batch is split into ``splits`` disjoint sub-batches, one forward and backward each; their size-weighted sum
-is the full-batch gradient, and the mean of their total norms stands in for "the average norm over updates"
-that Pascanu et al. (2013) suggest as the clipping threshold. Gradients come from ``torch.autograd.grad`` on the
-probe copy: no ``.grad`` is ever written.
+The batch may be split into ``splits`` disjoint sub-batches, one forward and backward each; their size-weighted
+sum is the full-batch gradient, and the mean of their total norms stands in for "the average norm over updates"
+that Pascanu et al. (2013) suggest as the clipping threshold (by default one pass: this batch's norm).
+Gradients come from ``torch.autograd.grad`` on the probe copy: no ``.grad`` is ever written.
 
 Reported: per parameter, the gradient norm, its ratio to the parameter's norm and NaN/Inf counts; per layer and
 direction (or owning submodule), the same, and for LSTM/GRU the split over gate blocks (i/f/g/o, r/z/n); which
@@ -118,10 +118,15 @@ class ParameterGradients(Probe):
     task: str = "adding"
     #: ``clip_grad_norm_`` threshold to evaluate.
     clip_threshold: float = 1.0
-    #: disjoint sub-batches (their mean norm is the suggested clipping threshold).
-    splits: int = 4
+    #: disjoint sub-batches, one forward and backward each; the mean of their norms is the suggested clipping
+    #: threshold. 1 (the default) costs one pass and suggests this batch's norm.
+    splits: int = 1
 
-    def __init__(self, *, task: str | None = None, clip_threshold: float | None = None) -> None:
+    def __init__(
+        self, *, task: str | None = None, clip_threshold: float | None = None, splits: int | None = None
+    ) -> None:
+        if splits is not None:
+            self.splits = splits
         if task is not None:
             if task not in ("adding", "copy"):
                 raise ConfigError("parameter_gradients task", task, "use 'adding' or 'copy'")
