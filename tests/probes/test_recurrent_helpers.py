@@ -55,3 +55,17 @@ def test_flatten_state_round_trips_a_tuple() -> None:
     back = unflatten_state(flat, shapes, state)
     assert isinstance(back, tuple)
     assert all(torch.equal(a, b) for a, b in zip(back, state, strict=True))
+
+
+def test_time_major_module_is_rerun_on_its_own_layout() -> None:
+    from gradhealth.probes.lyapunov import Lyapunov
+
+    from .conftest import probe_context
+
+    torch.manual_seed(0)
+    batch_first = nn.GRU(3, 4, batch_first=True)
+    time_major = nn.GRU(3, 4)
+    time_major.load_state_dict(batch_first.state_dict())
+    a = Lyapunov().run(probe_context(batch_first, seq_len=10)).layers[0].exponents
+    b = Lyapunov().run(probe_context(time_major, seq_len=10)).layers[0].exponents
+    assert a == pytest.approx(b, rel=1e-12)

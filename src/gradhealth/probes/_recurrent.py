@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gradhealth.adapters.recurrent import Unrolled
+from gradhealth.adapters.recurrent import CellAdapter, RecurrentModuleAdapter, Unrolled
 
 __all__ = [
     "GATE_NAMES",
@@ -100,10 +100,18 @@ class LayerWeights:
         """One step of the cell."""
         return self.step_with_gates(x, state)[0]
 
-    def step_with_gates(self, x: torch.Tensor, state: State) -> tuple[State, dict[str, torch.Tensor]]:
-        """One step, and the gate activations (plus ``tanh_c`` for the LSTM and ``h`` for a vanilla RNN)."""
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The input part W_ih x + b_ih of every gate pre-activation (for a whole sequence at once)."""
+        return F.linear(x, self.w_ih, self.b_ih)
+
+    def step_with_gates(
+        self, x: torch.Tensor, state: State, projected: torch.Tensor | None = None
+    ) -> tuple[State, dict[str, torch.Tensor]]:
+        """One step, and the gate activations (plus ``tanh_c`` for the LSTM and ``h`` for a vanilla RNN).
+
+        ``projected`` is :meth:`project` of ``x`` when already computed."""
         h = state[0] if self.kind == "LSTM" else state
-        pre = F.linear(x, self.w_ih, self.b_ih)
+        pre = self.project(x) if projected is None else projected
         rec = F.linear(h, self.w_hh, self.b_hh)
         if self.kind == "LSTM":
             i, f, g, o = (pre + rec).chunk(4, dim=-1)
@@ -288,8 +296,9 @@ def run_layer(
                 state = tuple(s.requires_grad_(True) for s in state) if isinstance(state, tuple) else state
                 state = state if isinstance(state, tuple) else state.requires_grad_(True)
             run = LayerRun(w, seq, state, [])
+            projected = w.project(seq)  # one matrix product for all steps instead of one per step
             for t in range(seq.shape[1]):
-                state, gates = w.step_with_gates(seq[:, t], state)
+                state, gates = w.step_with_gates(seq[:, t], state, projected[:, t])
                 run.states.append(state)
                 if observe is not None:
                     observe(w, t, gates)
@@ -321,6 +330,7 @@ def driven_runs(
     *,
     observe: Observer | None = None,
     track_states: bool = False,
+    batch_size: int | None = None,
 ) -> tuple[list[tuple[RecurrentLayer, list[LayerRun]]], list[str]]:
     """Drive the probe copy with a batch from ``stream`` and re-run each recurrent layer on the input it got.
 
@@ -329,6 +339,7 @@ def driven_runs(
         stream: the input stream name.
         observe: per-step observer passed to :func:`run_layer`.
         track_states: keep every state in the autograd graph (see :func:`run_layer`).
+        batch_size: sequences to drive (default: the audit's batch size).
 
     Returns:
         The runs per recurrent layer, and notes naming the layers that could not be re-run and why.
@@ -336,9 +347,17 @@ def driven_runs(
     from gradhealth.probes.base import input_gradients_only
 
     layers = find_recurrent_layers(ctx.module)
-    inputs = ctx.make_batch(stream).inputs
-    with capture_inputs(layers) as calls, torch.no_grad():
-        ctx.adapter.run(inputs)
+    inputs = ctx.make_batch(stream, batch_size=batch_size).inputs
+    if isinstance(ctx.adapter, (RecurrentModuleAdapter, CellAdapter)):
+        # the model is the layer: its input is the batch itself, no forward pass needed to capture it
+        layer = layers[0]
+        if layer.is_cell:
+            calls = {layer.path: list(inputs.unbind(1))}
+        else:  # in the module's own layout, as a pre-hook would have seen it
+            calls = {layer.path: [inputs if layer.module.batch_first else inputs.transpose(0, 1)]}
+    else:
+        with capture_inputs(layers) as calls, torch.no_grad():
+            ctx.adapter.run(inputs)
     found, notes = [], []
     with input_gradients_only(ctx.module), torch.set_grad_enabled(track_states):
         for layer in layers:

@@ -1,7 +1,7 @@
 """The gates probe: how LSTM and GRU gates behave along a driven trajectory.
 
-For every LSTM/GRU layer and direction (modules and cells, also inside larger models), one forward pass re-run
-step by step gives:
+For every LSTM/GRU layer and direction (modules and cells, also inside larger models), one forward pass over at
+most ``max_batch`` (8) sequences, re-run step by step, gives:
 
 - saturation of each gate over time: the fraction of activations with σ < 1 - s or σ > s (sigmoid gates) or
   |tanh| > s (candidates g/n and the LSTM's tanh(c)), s = 0.99 by default, overall and per time bin;
@@ -80,26 +80,49 @@ class GatesResult:
 
 
 class _Accumulator:
-    """Per-step sums per gate (0-d tensors, converted once at the end), so the trajectory is never stored."""
+    """Per-step statistics per gate, reduced in chunks of steps (vectorised, with bounded memory)."""
+
+    chunk = 64
 
     def __init__(self, level: float) -> None:
         self.level = level
+        self.pending: dict[tuple[str, str], list[torch.Tensor]] = {}
+        self.kinds: dict[str, str] = {}
         self.sums: dict[str, dict[str, Any]] = {}
 
     def __call__(self, w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
-        layer = self.sums.setdefault(w.name, {})
+        self.kinds[w.name] = w.kind
         for name, a in gates.items():
             if name == "h":
                 continue
-            low = (a < 1 - self.level) if name in _SIGMOID_GATES else (a < -self.level)
-            s = layer.setdefault(name, {"sum": [], "low": [], "high": [], "keep": None, "count": 0, "size": a.numel()})
-            s["sum"].append(a.sum())
-            s["low"].append(low.sum())
-            s["high"].append((a > self.level).sum())
-            if name == _MEMORY_GATE.get(w.kind):
-                keep = (1 - a).sum(0).to(torch.float64)
-                s["keep"] = keep if s["keep"] is None else s["keep"] + keep
-                s["count"] += a.shape[0]
+            pending = self.pending.setdefault((w.name, name), [])
+            pending.append(a)
+            if len(pending) == self.chunk:
+                self._reduce(w.name, name)
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Reduce what is pending; return per layer and gate: per-step sums and saturation counts, and the
+        per-unit sum of 1 - a for the memory gate."""
+        for layer, name in list(self.pending):
+            self._reduce(layer, name)
+        return self.sums
+
+    def _reduce(self, layer: str, name: str) -> None:
+        pending = self.pending.pop((layer, name), [])
+        if not pending:
+            return
+        a = torch.stack(pending)  # [steps, B, H]
+        low = (a < 1 - self.level) if name in _SIGMOID_GATES else (a < -self.level)
+        s = self.sums.setdefault(layer, {}).setdefault(
+            name, {"sum": [], "low": [], "high": [], "keep": None, "count": 0, "size": a[0].numel()}
+        )
+        s["sum"].append(a.sum(dim=(1, 2)).to(torch.float64))
+        s["low"].append(low.sum(dim=(1, 2)).to(torch.float64))
+        s["high"].append((a > self.level).sum(dim=(1, 2)).to(torch.float64))
+        if name == _MEMORY_GATE.get(self.kinds[layer]):
+            keep = (1 - a).to(torch.float64).sum(dim=(0, 1))
+            s["keep"] = keep if s["keep"] is None else s["keep"] + keep
+            s["count"] += a.shape[0] * a.shape[1]
 
 
 def _quantiles(values: torch.Tensor) -> dict[str, float]:
@@ -132,6 +155,8 @@ class Gates(Probe):
     dead_threshold: float = 1e-3
     #: number of time bins in ``over_time``.
     time_bins: int = 16
+    #: at most this many sequences are driven (fractions over 8 x T x H activations are already tight).
+    max_batch: int = 8
 
     def skip_reason(self, adapter: Adapter) -> str | None:
         if not any(layer.kind in _MEMORY_GATE for layer in find_recurrent_layers(adapter.module)):
@@ -141,7 +166,8 @@ class Gates(Probe):
     def run(self, ctx: ProbeContext) -> GatesResult:
         steps = ctx.config.total_len
         acc = _Accumulator(self.saturation_level)
-        found, notes = driven_runs(ctx, "gates", observe=acc)
+        found, notes = driven_runs(ctx, "gates", observe=acc, batch_size=min(self.max_batch, ctx.config.batch_size))
+        sums = acc.finish()
         bins = min(self.time_bins, steps)
         edges = [round(i * steps / bins) for i in range(bins + 1)]
         layers = []
@@ -149,13 +175,13 @@ class Gates(Probe):
             if layer.kind not in _MEMORY_GATE:
                 continue
             for run in runs:
-                layers.append(self._summarize(run.weights, acc.sums[run.weights.name], run.outputs(), edges))
+                layers.append(self._summarize(run.weights, sums[run.weights.name], run.outputs(), edges))
         return GatesResult(layers, self.saturation_level, notes)
 
     def _summarize(self, w: LayerWeights, sums: dict[str, Any], outputs: torch.Tensor, edges: list[int]) -> LayerGates:
         stats = []
         for name, s in sums.items():
-            total, low, high = (torch.stack(s[key]).to(torch.float64) for key in ("sum", "low", "high"))
+            total, low, high = (torch.cat(s[key]) for key in ("sum", "low", "high"))
             n = s["size"] * total.numel()
             per_bin = [float((low + high)[a:b].sum()) / (s["size"] * (b - a)) for a, b in itertools.pairwise(edges)]
             activation = "sigmoid" if name in _SIGMOID_GATES else "tanh"
