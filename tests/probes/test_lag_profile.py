@@ -232,3 +232,19 @@ def test_denormal_flush_is_restored_and_changes_no_resolved_value() -> None:
     resolved = [g for g, ok in zip(report.profile.g, report.profile.resolved, strict=True) if ok]
     assert resolved == [g for g, ok in zip(again.profile.g, again.profile.resolved, strict=True) if ok]
     np.testing.assert_allclose(resolved, 0.3 ** np.arange(len(resolved)), rtol=1e-5)
+
+
+def test_flush_denormals_reaches_every_openmp_thread() -> None:
+    from gradhealth._state import _openmp_runtime, is_flushing_denormals, set_flush_denormal_all_threads
+
+    if _openmp_runtime() is None:
+        pytest.skip("torch has no GNU-compatible OpenMP runtime loaded here")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert set_flush_denormal_all_threads(True) == 2
+        assert is_flushing_denormals()
+    finally:
+        assert set_flush_denormal_all_threads(False) == 2
+        torch.set_num_threads(threads)
+    assert not is_flushing_denormals()
