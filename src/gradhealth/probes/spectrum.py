@@ -1,8 +1,9 @@
 """The spectrum probe: static, from the weights alone, what each recurrent matrix can do to a gradient.
 
-For every recurrent layer and direction: the largest singular value σ_max and the spectral radius ρ of W_hh and of
-each gate block, and for vanilla RNNs Pascanu et al.'s (2013) conditions on γ·σ_max, where γ bounds the
-nonlinearity's derivative (1 for tanh and ReLU, 1/4 for the sigmoid): one step multiplies a gradient by at most
+For every recurrent layer and direction: the largest singular value σ_max, the spectral radius ρ and the
+eigenvalues (what :func:`gradhealth.plot.plot_spectrum` draws against the unit circle) of W_hh and of each gate
+block, and for vanilla RNNs Pascanu et al.'s (2013) conditions on γ·σ_max, where γ bounds the nonlinearity's
+derivative (1 for tanh and ReLU, 1/4 for the sigmoid): one step multiplies a gradient by at most
 ‖diag(φ')W‖ ≤ γ·σ_max, so γ·σ_max < 1 is *sufficient* for vanishing, and σ_max > 1/γ is *necessary* for exploding.
 
     >>> import torch
@@ -12,6 +13,7 @@ nonlinearity's derivative (1 for tanh and ReLU, 1/4 for the sigmoid): one step m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,17 @@ from gradhealth.probes._recurrent import LayerWeights, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
 
-__all__ = ["GAMMA", "LayerSpectrum", "MatrixSpectrum", "Spectrum", "SpectrumResult", "matrix_spectrum", "pascanu_bound"]
+__all__ = [
+    "GAMMA",
+    "MAX_EIGENVALUES",
+    "LayerSpectrum",
+    "MatrixSpectrum",
+    "Spectrum",
+    "SpectrumResult",
+    "eigenvalue_pairs",
+    "matrix_spectrum",
+    "pascanu_bound",
+]
 
 #: Bound on the derivative of each nonlinearity (Pascanu et al. 2013).
 GAMMA = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25}
@@ -34,12 +46,24 @@ AMPLIFY_MARGIN = 1.5
 
 @dataclass
 class MatrixSpectrum:
-    """σ_max and (for square matrices) the spectral radius of one matrix."""
+    """σ_max and (for square matrices) the spectral radius and eigenvalues of one matrix.
+
+    Attributes:
+        name: ``"W_hh"``, ``"W_hh[f]"``, ``"W_hr"``, ...
+        shape: ``[rows, columns]``.
+        sigma_max: the largest singular value.
+        spectral_radius: the largest eigenvalue magnitude (``None`` unless square).
+        eigenvalues: the eigenvalues as ``[re, im]`` pairs, largest magnitude first, at most
+            :data:`MAX_EIGENVALUES` of them (``None`` unless square).
+        eigenvalues_truncated: only the largest :data:`MAX_EIGENVALUES` of more eigenvalues are kept.
+    """
 
     name: str
     shape: list[int]
     sigma_max: float
     spectral_radius: float | None
+    eigenvalues: list[list[float]] | None = None
+    eigenvalues_truncated: bool = False
 
 
 @dataclass
@@ -79,16 +103,42 @@ class SpectrumResult:
 #: square matrices larger than this get their eigenvalues in float32 (half the cost; relative error ~1e-6).
 EIG_FLOAT64_MAX = 64
 
+#: at most this many eigenvalues (the largest in magnitude) are kept per matrix, so a report stays small.
+MAX_EIGENVALUES = 1024
+
 
 def matrix_spectrum(name: str, weight: torch.Tensor) -> MatrixSpectrum:
-    """σ_max (float64) and spectral radius (``None`` unless square) of ``weight``."""
+    """σ_max (float64), and for a square ``weight`` its spectral radius and eigenvalues (one decomposition)."""
     w = weight.detach().to("cpu", torch.float64)
     sigma = float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
-    radius = None
+    result = MatrixSpectrum(name, list(w.shape), sigma, None)
     if w.shape[0] == w.shape[1] and w.numel():
         eig_input = w if w.shape[0] <= EIG_FLOAT64_MAX else w.to(torch.float32)
-        radius = float(torch.linalg.eigvals(eig_input).abs().max())
-    return MatrixSpectrum(name, list(w.shape), sigma, radius)
+        eigenvalues = torch.linalg.eigvals(eig_input)
+        result.spectral_radius = float(eigenvalues.abs().max())
+        result.eigenvalues = eigenvalue_pairs(eigenvalues, significant=12 if eig_input.dtype == torch.float64 else 7)
+        result.eigenvalues_truncated = eigenvalues.numel() > MAX_EIGENVALUES
+    return result
+
+
+def eigenvalue_pairs(eigenvalues: torch.Tensor, *, significant: int = 12) -> list[list[float]]:
+    """Eigenvalues as JSON-able ``[re, im]`` pairs, largest magnitude first (then larger imaginary part first).
+
+    Args:
+        eigenvalues: a 1-D complex tensor.
+        significant: digits kept relative to the largest magnitude; the decomposition is not more accurate than
+            that (about 1e-12 in float64, 1e-7 in float32) and round numbers keep the JSON short.
+
+    Returns:
+        At most :data:`MAX_EIGENVALUES` pairs.
+    """
+    values = eigenvalues.detach().to("cpu", torch.complex128)
+    pairs = sorted(zip(values.real.tolist(), values.imag.tolist(), strict=True), key=lambda p: (-math.hypot(*p), -p[1]))
+    scale = max((math.hypot(*p) for p in pairs), default=0.0)
+    if scale == 0 or not math.isfinite(scale):
+        return [[re, im] for re, im in pairs[:MAX_EIGENVALUES]]
+    ndigits = significant - math.ceil(math.log10(scale))
+    return [[round(re, ndigits) + 0.0, round(im, ndigits) + 0.0] for re, im in pairs[:MAX_EIGENVALUES]]
 
 
 def pascanu_bound(weight: torch.Tensor, nonlinearity: str) -> float:
