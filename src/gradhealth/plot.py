@@ -317,19 +317,38 @@ def plot_spectrum(report: Report, *, ax: Axes | None = None) -> Axes | None:
     return ax
 
 
+#: Markers of the layers and directions in the eigenvalue plot (colour tells the gate block apart).
+MARKERS = ("o", "^", "s", "v", "D", "P", "X", "*")
+
+
 def _plot_eigenvalues(matrices: list[SpectrumRow], ax: Axes | None) -> Axes:
-    ax = ax if ax is not None else _new_axes(width=5.5, height=5.0)
+    ax = ax if ax is not None else _new_axes(width=8.5, height=5.5)
     theta = [2 * math.pi * i / 256 for i in range(257)]
-    ax.plot([math.cos(t) for t in theta], [math.sin(t) for t in theta], color="0.35", lw=1.0, label="unit circle")
+    ax.plot(
+        [math.cos(t) for t in theta], [math.sin(t) for t in theta], color="0.35", lw=1.2, label="unit circle |λ| = 1"
+    )
+    ax.axhline(0.0, color="0.8", lw=0.6, zorder=0)
+    ax.axvline(0.0, color="0.8", lw=0.6, zorder=0)
+    drawn = [m for m in matrices if m.eigenvalues]
+    layers = list(dict.fromkeys(m.layer for m in drawn))
+    blocks = list(dict.fromkeys(m.matrix for m in drawn))
+    # One colour per gate block and one marker per layer/direction, so a gate reads the same across layers; with
+    # no gate blocks (vanilla RNNs) the colour follows the layer as well.
+    by_block = len(blocks) > 1
     extent = 1.0
-    for i, m in enumerate(m for m in matrices if m.eigenvalues):
+    for m in drawn:
+        color_index = blocks.index(m.matrix) if by_block else layers.index(m.layer)
         label = f"{m.name} (ρ = {m.spectral_radius:.3g})" if m.spectral_radius is not None else m.name
+        if m.truncated:
+            label += f", largest {len(m.eigenvalues)}"
         ax.scatter(
             [p[0] for p in m.eigenvalues],
             [p[1] for p in m.eigenvalues],
-            s=12,
-            color=COLORS[i % len(COLORS)],
+            s=18,
+            marker=MARKERS[layers.index(m.layer) % len(MARKERS)],
+            color=COLORS[color_index % len(COLORS)],
             alpha=0.8,
+            linewidths=0,
             label=label,
         )
         extent = max([extent, *(math.hypot(*p) for p in m.eigenvalues)])
@@ -338,7 +357,8 @@ def _plot_eigenvalues(matrices: list[SpectrumRow], ax: Axes | None) -> Axes:
     ax.set_ylim(-extent * 1.1, extent * 1.1)
     ax.set_xlabel("Re λ")
     ax.set_ylabel("Im λ")
-    ax.legend(loc="upper right", fontsize="x-small", framealpha=0.9)
+    # Outside the axes: inside, the legend of a bidirectional LSTM (eight blocks) hides eigenvalues.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small", framealpha=0.9, borderaxespad=0)
     ax.set_title("Recurrent matrix eigenvalues and the unit circle", fontsize="medium")
     return ax
 
@@ -351,6 +371,9 @@ class SpectrumRow:
     spectral_radius: float | None
     sigma_max: float | None
     eigenvalues: list[tuple[float, float]] = field(default_factory=list)
+    layer: str = field(default="", compare=False)
+    matrix: str = field(default="", compare=False)
+    truncated: bool = field(default=False, compare=False)
 
 
 def spectrum_rows(report: Report) -> list[SpectrumRow]:
@@ -376,6 +399,9 @@ def spectrum_rows(report: Report) -> list[SpectrumRow]:
                     float(radius) if isinstance(radius, (int, float)) else None,
                     float(sigma) if isinstance(sigma, (int, float)) else None,
                     _eigenvalues(record.get("eigenvalues")),
+                    layer=name,
+                    matrix=str(record.get("name", "")),
+                    truncated=record.get("eigenvalues_truncated") is True,
                 )
             )
     return rows
