@@ -81,7 +81,8 @@ def main() -> None:
     standard = dict(rows)["preset standard"] / base
     print(f"standard preset: {standard:.2f}x one plain forward+backward (target <= 3x)")
     print(
-        f"standard probes: {', '.join(PRESETS['standard'])}; thorough adds the rest of {', '.join(PRESETS['thorough'])}"
+        f"standard probes: {', '.join(PRESETS['standard'])}; thorough adds "
+        f"{', '.join(p for p in PRESETS['thorough'] if p not in PRESETS['standard'])}"
     )
 
 
