@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from gradhealth.errors import CheckpointError, ConfigError
+from gradhealth.loaders._imports import import_object
 
 __all__ = ["build_from_factory", "load_strict", "parse_model_kwargs", "state_dict_diff"]
 
@@ -41,9 +41,7 @@ def build_from_factory(spec: str, kwargs: dict[str, Any]) -> nn.Module:
     if not sep or not module_name or not attr:
         raise ConfigError("model", spec, "use package.module:factory (a callable returning an nn.Module)")
     try:
-        factory: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            factory = getattr(factory, part)
+        factory = import_object(module_name, attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError("model", spec, f"cannot import it ({exc}); is the package on PYTHONPATH?") from exc
     try:

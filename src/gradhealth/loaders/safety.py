@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gradhealth.errors import CheckpointError, ConfigError, UnsafeCheckpointError
+from gradhealth.loaders._imports import import_object
 
 __all__ = ["globals_in_pickle", "refusal", "resolve_allowed_globals", "unsafe_globals"]
 
@@ -100,9 +101,7 @@ def resolve_allowed_globals(names: Iterable[str]) -> list[Any]:
         if not module_name:
             raise ConfigError("allow_global", name, "use the full dotted name, e.g. mypkg.config.TrainConfig")
         try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj = import_object(module_name, attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigError("allow_global", name, f"cannot import it ({exc})") from exc
         objects.append(obj)
