@@ -78,12 +78,108 @@ def test_summarize_non_finite_output_alone() -> None:
     assert result.metrics.first_nonfinite_lag is None
 
 
-def test_peak_normalisation_when_lag_zero_is_zero() -> None:
+def test_delayed_output_is_normalised_at_the_first_positive_lag() -> None:
     values = np.array([0.0, 0.0, 2.0, 1.0, 0.5, 0.25])  # a pure delay of 2 steps before the decay
     result = summarize_profile(profile(values), floor=F64)
-    assert result.metrics.normalization == "peak"
+    assert result.metrics.normalization == "first_positive"
+    assert result.metrics.reference_lag == 2
     assert result.profile.g == pytest.approx([0.0, 0.0, 1.0, 0.5, 0.25, 0.125])
     assert result.metrics.peak_lag == 2
+    assert result.metrics.decay_rate == pytest.approx(math.log(0.5), rel=1e-12)
+
+
+def test_delayed_growth_is_exploding_not_capped_at_the_peak() -> None:
+    # y_t = h_{t-1} with h_t = 1.1 h_{t-1} + x_t: G(0) = 0, G(k) = 1.1^(k-1); normalising at the peak would cap g
+    # at 1 and hide the growth. At the first positive lag, g(k) = 1.1^(k-1) first reaches 100 at k = 50.
+    values = np.concatenate([[0.0], 1.1 ** np.arange(60.0)])
+    result = summarize_profile(profile(values), floor=F64)
+    assert result.verdict == "exploding"
+    assert result.metrics.first_explode_lag == 50 == 1 + math.ceil(math.log(100) / math.log(1.1))
+    assert "transient_amplification" not in result.tags
+
+
+def test_exploding_profile_is_not_transient_amplification() -> None:
+    result = summarize_profile(profile(1.1 ** np.arange(61.0)), floor=F64)
+    assert result.verdict == "exploding"
+    assert "transient_amplification" not in result.tags
+
+
+def test_transient_amplification_needs_a_rise_then_a_decay() -> None:
+    k = np.arange(61.0)
+    values = (1 + 4 * k) * 0.8**k  # rises to 3.2x at lag 4, then decays
+    result = summarize_profile(profile(values), floor=F64)
+    assert result.metrics.peak_lag == 4
+    assert "transient_amplification" in result.tags
+
+
+def test_zero_rate_within_roundoff_is_exactly_zero() -> None:
+    # A neutral profile measured with float64 roundoff: a drift of half an ulp per step must not extrapolate
+    # the horizon to ~1e16 steps (it did on AVX-512 CPUs).
+    k = np.arange(11.0)
+    values = np.exp(-0.37 * np.finfo(np.float64).eps * k)
+    result = summarize_profile(profile(values), dtype="float64")
+    assert result.metrics.decay_rate == 0.0
+    assert result.metrics.decay_rate_tail == 0.0
+    assert result.metrics.fit_r2 == 1.0
+    assert result.metrics.horizon == math.inf
+    assert not result.metrics.horizon_reached
+    assert result.verdict == "healthy"
+    assert "neutral" in result.tags
+
+
+def test_small_real_rate_is_kept() -> None:
+    values = 0.999 ** np.arange(101.0)
+    result = summarize_profile(profile(values), dtype="float32")
+    assert result.metrics.decay_rate == pytest.approx(math.log(0.999), rel=1e-9)
+    assert result.metrics.horizon == pytest.approx(100 + math.log(1e-2 / 0.999**100) / math.log(0.999), rel=1e-9)
+
+
+def test_trendless_oscillation_is_not_exponential() -> None:
+    values = np.tile([1.0, 0.1], 30)[:59]  # symmetric: the fitted slope is 0 up to roundoff
+    result = summarize_profile(profile(values), dtype="float64")
+    assert result.metrics.decay_rate == pytest.approx(0.0, abs=1e-2)
+    assert "non_exponential" in result.tags
+
+
+def test_tail_rate_uses_the_resolved_range() -> None:
+    # resolved down to lag 40, then below the float64 floor: the tail is lags 20..40, not the unresolved 50..100
+    values = np.concatenate([0.5 ** np.arange(41.0), np.full(60, 1e-300)])
+    result = summarize_profile(profile(values), dtype="float64")
+    assert result.metrics.resolved_lags == 41
+    assert result.metrics.decay_rate_tail == pytest.approx(math.log(0.5), rel=1e-12)
+
+
+def test_floor_is_relative_to_the_reference_gradient() -> None:
+    # The same profile at any absolute scale gives the same numbers when the floor is given in the same units.
+    values = 0.9 ** np.arange(61.0)
+    base = summarize_profile(profile(values), dtype="float16", floor=1e-6)
+    scaled = summarize_profile(profile(values * 1e-9), dtype="float16", floor=1e-15)
+    assert base.metrics == scaled.metrics
+    assert base.metrics.relative_floor == pytest.approx(1e-6)
+
+
+def test_floor_above_eps_censors_the_horizon() -> None:
+    # g falls below the floor (2e-2 of G(0)) at lag 38 while still above eps = 1e-2: the horizon is >= 38, not 38
+    values = 0.9 ** np.arange(61.0)
+    result = summarize_profile(profile(values), dtype="float16", floor=2e-2)
+    m = result.metrics
+    assert m.horizon == 38 == math.floor(math.log(2e-2) / math.log(0.9)) + 1
+    assert m.horizon_censored and m.horizon_1e3_censored
+    assert result.verdict == "inconclusive"
+    assert "censored_horizon" in result.tags
+    # a floor between the two thresholds (0.9^k <= 2e-3 from lag 59): the crossing of 1e-2 at lag 44 is seen,
+    # the crossing of 1e-3 (lag 66) is hidden: horizon@1e-3 >= 59
+    clear = summarize_profile(profile(values), dtype="float16", floor=2e-3)
+    assert clear.metrics.horizon == 44 and not clear.metrics.horizon_censored
+    assert clear.metrics.horizon_1e3 == 59 and clear.metrics.horizon_1e3_censored
+    assert clear.verdict == "vanishing"
+
+
+def test_all_zero_gradient_in_half_precision_is_inconclusive() -> None:
+    result = summarize_profile(np.zeros((2, 6)), dtype="float16")
+    assert result.verdict == "inconclusive"
+    assert "no_gradient" not in result.tags
+    assert result.metrics.horizon_censored
 
 
 def test_no_gradient_at_all() -> None:
@@ -96,9 +192,10 @@ def test_no_gradient_at_all() -> None:
 def test_underflow_below_floor_is_unresolved_not_structural() -> None:
     values = np.array([1.0, 1e-3, 1e-300, 1e-310, 0.0])
     result = summarize_profile(profile(values), floor=F64)
-    assert result.profile.resolved == [True, True, False, False, True]
+    assert result.profile.resolved == [True, True, False, False, False]  # a zero after underflow is underflow
     assert "unresolved_tail" in result.tags
-    assert result.metrics.resolved_lags == 3
+    assert "finite_memory" not in result.tags
+    assert result.metrics.resolved_lags == 2
     assert result.metrics.decay_rate == pytest.approx(math.log(1e-3))  # fitted on lags 0 and 1 only
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from gradhealth import plugins
-from gradhealth._state import flush_denormals, preserved_state
+from gradhealth._state import preserved_state
 from gradhealth._version import __version__
 from gradhealth.adapters import Adapter, Layout, adapt
 from gradhealth.config import AuditConfig
@@ -117,7 +117,7 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
     task = get_task(config.task)
     probe_list, skipped = _select_probes(config, adapter)
     device = _resolve_device(config, adapter)
-    with preserved_state(model), _cudnn_scope(device), flush_denormals(device.type == "cpu"):
+    with preserved_state(model), _cudnn_scope(device):
         ctx, notes = _prepare(adapter, config, task, device)
         results: dict[str, Any] = {}
         findings: list[Finding] = list(notes)

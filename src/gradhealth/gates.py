@@ -17,7 +17,21 @@ from dataclasses import dataclass, field
 from gradhealth.errors import ConfigError
 from gradhealth.report import VERDICTS, Report
 
-__all__ = ["GateResult", "Gates", "HorizonDrop", "evaluate_gates", "failed", "parse_drop", "parse_verdicts"]
+__all__ = [
+    "COMPARABLE_SETTINGS",
+    "GateResult",
+    "Gates",
+    "HorizonDrop",
+    "check_comparable",
+    "evaluate_gates",
+    "failed",
+    "parse_drop",
+    "parse_verdicts",
+    "setting_differences",
+]
+
+#: Settings that change what a horizon means: two reports are comparable only if all of them match.
+COMPARABLE_SETTINGS = ("eps", "seq_len", "burn_in", "task", "input_scale", "dtype")
 
 
 @dataclass(frozen=True)
@@ -114,8 +128,42 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
+def setting_differences(old: Report, new: Report) -> list[str]:
+    """The :data:`COMPARABLE_SETTINGS` whose values differ between two reports, as ``"eps 0.01 -> 0.05"``."""
+    differences = []
+    for name in COMPARABLE_SETTINGS:
+        a, b = old.config.get(name), new.config.get(name)
+        if a != b:
+            differences.append(f"{name} {a!r} -> {b!r}")
+    return differences
+
+
+def check_comparable(old: Report, new: Report, *, what: str = "the baseline") -> None:
+    """Refuse to compare horizons measured with different settings.
+
+    Raises:
+        ConfigError: a setting of :data:`COMPARABLE_SETTINGS` differs; the message lists each difference.
+    """
+    differences = setting_differences(old, new)
+    if differences:
+        raise ConfigError(
+            "baseline",
+            what,
+            f"its horizons were measured with other settings ({'; '.join(differences)}); horizons are comparable "
+            "only when eps, seq_len, burn_in, task, input_scale and dtype match: re-run the baseline with these "
+            "settings",
+            source="--baseline",
+        )
+
+
 def evaluate_gates(report: Report, gates: Gates) -> list[GateResult]:
-    """Check every gate on every direction of the report; returns passed and failed results alike."""
+    """Check every gate on every direction of the report; returns passed and failed results alike.
+
+    Raises:
+        ConfigError: a baseline was measured with other settings (:func:`check_comparable`).
+    """
+    if gates.baseline is not None and gates.max_horizon_drop is not None:
+        check_comparable(gates.baseline, report)
     results: list[GateResult] = []
     for d in report.directions:
         m = d.metrics

@@ -3,20 +3,24 @@
 Given N_b(k) = ||∂L/∂x_b[t_out - k]|| for samples b and lags k = 0..K, :func:`summarize_profile` computes every
 number of the metric contract (docs/metrics.md):
 
-- G(k) = sqrt(mean_b N_b(k)²), g(k) = G(k)/G(0) (or G(k)/max G when G(0) is not usable);
-- lags with non-finite G or 0 < G(k) <= tiny/eps of the probe dtype are *unresolved* (below the resolution
-  floor) and excluded from fits; exact zeros are structural (finite memory);
+- G(k) = sqrt(mean_b N_b(k)²); g(k) = G(k)/G(r), where the reference lag r is the first lag with a resolved,
+  positive G (lag 0 unless the output reaches the input only after a delay);
+- lags with non-finite G, or 0 < G(k) <= the resolution floor, are *unresolved* and excluded from fits; exact
+  zeros are structural (finite memory) only when they follow a clearly resolved value;
 - decay_rate: least-squares slope of ln g(k) over resolved lags (with R²); decay_rate_tail: the same over the
-  second half; timescale τ = -1/decay_rate_tail; half_life = ln 2 · τ;
-- horizon at ε: 1 + the last lag k <= K with g(k) >= ε; if that is K itself the horizon is not reached and is
-  extrapolated as K + ln(ε/g(K))/decay_rate_tail;
-- verdict: non_finite if any gradient is NaN/Inf; else exploding if max g >= 100; else vanishing if the horizon
-  is reached within K; else healthy.
+  second half of the resolved range (the asymptotic rate); a rate within the numerical resolution of the probe
+  dtype (:func:`rate_resolution`) is exactly 0;
+  timescale τ = -1/decay_rate_tail; half_life = ln 2 · τ;
+- horizon at ε: 1 + the last lag k <= K with g(k) >= ε. If that is K itself the horizon is not reached and is
+  extrapolated as K + ln(ε/g(K))/decay_rate_tail. If the profile drops below the resolution floor while still
+  above ε, the horizon is *censored*: the value is a lower bound;
+- verdict: non_finite if any gradient is NaN/Inf; else exploding if max g >= 100; else inconclusive if the
+  horizon is censored short of K; else vanishing if the horizon is reached within K; else healthy.
 
     >>> import numpy as np
     >>> norms = np.tile(0.9 ** np.arange(61.0), (4, 1))
-    >>> result = summarize_profile(norms, floor=resolution_floor("float64"))
-    >>> result.metrics.horizon, round(result.metrics.decay_rate, 12) == round(np.log(0.9), 12)
+    >>> result = summarize_profile(norms, dtype="float64")
+    >>> result.metrics.horizon, bool(abs(result.metrics.decay_rate - np.log(0.9)) < 1e-12)
     (44.0, True)
 """
 
@@ -32,14 +36,30 @@ import numpy.typing as npt
 from gradhealth.report import VERDICT_SEVERITY, LagMetrics, Profile
 
 __all__ = [
+    "DTYPE_LIMITS",
     "QUANTILE_LEVELS",
     "ProfileSummary",
     "horizon_at",
     "linear_fit",
+    "rate_resolution",
+    "resolution_flags",
     "resolution_floor",
     "rms_over_samples",
     "summarize_profile",
 ]
+
+#: (smallest normal number, machine epsilon) of each probe dtype; bfloat16 has float32's range.
+DTYPE_LIMITS: dict[str, tuple[float, float]] = {
+    "float64": (2.2250738585072014e-308, 2.220446049250313e-16),
+    "float32": (1.1754943508222875e-38, 1.1920928955078125e-07),
+    "bfloat16": (1.1754943508222875e-38, 0.0078125),
+    "float16": (6.103515625e-05, 0.0009765625),
+    "complex128": (2.2250738585072014e-308, 2.220446049250313e-16),
+    "complex64": (1.1754943508222875e-38, 1.1920928955078125e-07),
+}
+
+#: Dtypes too narrow to tell "no gradient at all" from underflow of the whole profile.
+NARROW_DTYPES = frozenset({"float16", "bfloat16"})
 
 #: Per-sample quantile levels reported for log10 ratios.
 QUANTILE_LEVELS = {"q10": 0.1, "q50": 0.5, "q90": 0.9}
@@ -52,9 +72,14 @@ R2_EXPONENTIAL = 0.9
 #: genuine memory cut-off (a delay line, a detached state) drops from a resolvable value.
 STRUCTURAL_ZERO_MIN = 1e-8
 
-#: A peak of g at a lag > 0 at or above this tags transient_amplification (a few percent is ordinary LSTM
-#: behaviour: x_{t-1} reaches y_t through more paths than x_t).
+#: A peak of g above the reference at or above this, followed by decay, tags transient_amplification (a few
+#: percent is ordinary LSTM behaviour: x_{t-1} reaches y_t through more paths than x_t).
 TRANSIENT_GAIN = 1.1
+
+#: Numerical resolution of ln g per lag, in units of the probe dtype's epsilon per step: one step of BPTT
+#: multiplies a gradient by a Jacobian whose representation and product are exact to a few ulps, so
+#: ln g(k) is known to about RATE_ULPS·eps·(1 + k).
+RATE_ULPS = 4.0
 
 Array = npt.NDArray[np.float64]
 
@@ -69,19 +94,36 @@ class ProfileSummary:
     tags: list[str]
 
 
+def _limits(dtype: str) -> tuple[float, float]:
+    try:
+        return DTYPE_LIMITS[dtype]
+    except KeyError:
+        raise ValueError(f"unknown probe dtype {dtype!r}; known: {', '.join(DTYPE_LIMITS)}") from None
+
+
 def resolution_floor(dtype: str) -> float:
-    """tiny/eps of a floating dtype: gradient norms at or below it cannot be told from underflow."""
-    info = np.finfo(np.float32 if dtype in ("bfloat16", "float16") else np.dtype(dtype))
-    if dtype == "bfloat16":
-        return float(np.finfo(np.float32).tiny / 2.0**-7)
-    if dtype == "float16":
-        return float(np.finfo(np.float16).tiny / np.finfo(np.float16).eps)
-    return float(info.tiny / info.eps)
+    """tiny/eps of a floating dtype: gradient norms at or below it cannot be told from underflow.
+
+    The floor is absolute, in the units the backward pass computed in; the probe recipe scales its loss so the
+    gradients sit well above it and divides the floor by the same scale (see
+    :func:`gradhealth.probes._input_gradients.input_gradient_norms`).
+    """
+    tiny, eps = _limits(dtype)
+    return tiny / eps
+
+
+def rate_resolution(dtype: str) -> float:
+    """The smallest per-step rate the probe dtype resolves: :data:`RATE_ULPS` · eps.
+
+    A fitted rate whose size is at or below this is exactly zero (a neutral profile); otherwise roundoff of a
+    neutral recurrence (ρ = 1) would extrapolate the horizon to 10^16 steps on one CPU and infinity on another.
+    """
+    return RATE_ULPS * _limits(dtype)[1]
 
 
 def rms_over_samples(norms: Array) -> Array:
-    """G(k) = sqrt(mean_b N_b(k)²), scaled per lag so huge norms do not overflow."""
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+    """G(k) = sqrt(mean_b N_b(k)²), scaled per lag so huge or tiny norms neither overflow nor underflow."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
         scale = np.max(np.abs(norms), axis=0)
         safe = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         rms = safe * np.sqrt(np.mean((norms / safe) ** 2, axis=0))
@@ -104,6 +146,26 @@ def linear_fit(x: Array, y: Array) -> tuple[float | None, float | None]:
     return slope, r2
 
 
+def _log_fit(lags: Array, log_g: Array, step_resolution: float) -> tuple[float | None, float | None]:
+    """Slope and R² of ln g on k, with a slope inside the numerical resolution set to exactly 0.
+
+    With ln g(k) known to δ_k = step_resolution·(1 + k), roundoff can move the slope by at most
+    Σ|k - k̄|δ_k / Σ(k - k̄)²; a fitted slope no larger than that is zero as far as the probe can tell. The R² of
+    a zero slope is 1 when ln g is flat within δ (a neutral exponential), else 0 (a trendless, curved profile).
+    """
+    slope, r2 = linear_fit(lags, log_g)
+    if slope is None:
+        return None, None
+    xc = lags - lags.mean()
+    delta = step_resolution * (1.0 + lags)
+    bound = float(np.dot(np.abs(xc), delta) / np.dot(xc, xc))
+    if abs(slope) <= bound:
+        yc = log_g - log_g.mean()
+        is_flat = float(np.dot(yc, yc)) <= float(np.dot(delta, delta))
+        return 0.0, 1.0 if is_flat else 0.0
+    return slope, r2
+
+
 def horizon_at(g: Array, eps: float, rate_tail: float | None) -> tuple[float, bool]:
     """Horizon at ε and whether it was reached within K (see the module docstring)."""
     big = np.nonzero(np.isfinite(g) & (g >= eps))[0]
@@ -118,6 +180,19 @@ def horizon_at(g: Array, eps: float, rate_tail: float | None) -> tuple[float, bo
     return max_lag + math.log(eps / float(g[max_lag])) / rate_tail, False
 
 
+def _is_censored(g: Array, resolved: npt.NDArray[np.bool_], eps: float, relative_floor: float) -> bool:
+    """Whether the crossing of ε was hidden by the floor: the profile left the resolved range at a level that
+    may still be above ε (the relative floor is at or above ε) before reaching a resolved value below ε."""
+    if relative_floor < eps:
+        return False
+    above = np.nonzero(resolved & (g >= eps))[0]
+    start = int(above[-1]) + 1 if above.size else 0
+    after = np.arange(g.size) >= start
+    first_below = np.nonzero(after & resolved & (g < eps))[0]
+    stop = int(first_below[0]) if first_below.size else g.size
+    return bool(np.any(~resolved[start:stop]))
+
+
 def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
     """Per-lag quantiles over samples of log10(N_b(k) / N_b(ref)) (samples with N_b(ref) = 0 are left out)."""
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -129,23 +204,31 @@ def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
         }
 
 
-def _underflowed_zeros(big_g: Array, candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """The trailing exact zeros that follow a positive value too small to be a structural cut-off."""
-    flags = np.zeros(big_g.shape, dtype=bool)
-    positive = np.nonzero(candidates & (big_g > 0))[0]
-    if positive.size == 0:
-        return flags
-    last = int(positive[-1])
-    reference = np.max(big_g[positive])
-    if big_g[last] < STRUCTURAL_ZERO_MIN * reference:
-        flags[last + 1 :] = big_g[last + 1 :] == 0
-    return flags
+def resolution_flags(big_g: Array, floor: float) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(finite, resolved) flags per lag.
+
+    Unresolved: non-finite, positive at or below the floor, or an exact zero that follows an unresolved lag or
+    a positive value too small to be a structural cut-off (kernels underflow to exact zero).
+    """
+    finite = np.isfinite(big_g)
+    resolved = finite & ~((big_g > 0) & (big_g <= floor))
+    positive = np.nonzero(resolved & (big_g > 0))[0]
+    if positive.size:
+        reference = float(np.max(big_g[positive]))
+        for k in range(int(positive[0]) + 1, big_g.size):
+            if big_g[k] != 0 or not finite[k]:
+                continue
+            previous = big_g[k - 1]
+            cut_from_resolved = resolved[k - 1] and (previous >= STRUCTURAL_ZERO_MIN * reference or previous == 0)
+            resolved[k] = bool(cut_from_resolved)
+    return finite, resolved
 
 
 def summarize_profile(
     norms: npt.ArrayLike,
     *,
-    floor: float,
+    dtype: str = "float64",
+    floor: float | None = None,
     eps: float = 1e-2,
     eps_secondary: float = 1e-3,
     explode_threshold: float = 100.0,
@@ -155,32 +238,36 @@ def summarize_profile(
 
     Args:
         norms: N_b(k), one row per sample, one column per lag 0..K.
-        floor: the resolution floor of the probe dtype (:func:`resolution_floor`).
+        dtype: the probe dtype the gradients were computed in (sets the floor and the rate resolution).
+        floor: the resolution floor in the units of ``norms`` (default :func:`resolution_floor` of ``dtype``;
+            the probe passes it divided by its loss scale).
         eps: horizon threshold ε.
         eps_secondary: second horizon threshold.
         explode_threshold: g(k) at or above this is exploding.
         output_is_finite: False if the model's output at the loss step was NaN/Inf.
+
+    Raises:
+        ValueError: ``norms`` is not ``[batch, lags]`` or the dtype is unknown.
     """
     n = np.asarray(norms, dtype=np.float64)
     if n.ndim != 2 or n.shape[1] < 1:
         raise ValueError(f"norms must have shape [batch, lags], got {n.shape}")
+    floor = resolution_floor(dtype) if floor is None else floor
     max_lag = n.shape[1] - 1
     lags = np.arange(max_lag + 1)
     big_g = rms_over_samples(n)
-    finite = np.isfinite(big_g)
-    underflow = finite & (big_g > 0) & (big_g <= floor)
-    underflow |= _underflowed_zeros(big_g, finite & ~underflow)
-    resolved = finite & ~underflow
+    finite, resolved = resolution_flags(big_g, floor)
     positive = resolved & (big_g > 0)
 
-    ref = 0 if positive[0] else (int(np.argmax(np.where(positive, big_g, -np.inf))) if positive.any() else 0)
-    normalization = "lag0" if ref == 0 else "peak"
+    ref = int(np.argmax(positive)) if positive.any() else 0
     if positive.any():
         g = big_g / big_g[ref]
         g_peak = big_g / np.max(big_g[positive])
+        relative_floor = floor / float(big_g[ref])
     else:  # the output does not depend on the input at all
         g = np.where(finite, 0.0, np.nan)
         g_peak = g.copy()
+        relative_floor = math.inf
 
     peak_lag = int(np.argmax(np.where(positive, g, -np.inf))) if positive.any() else 0
     peak_gain = float(g[peak_lag]) if positive.any() else 0.0
@@ -189,15 +276,21 @@ def summarize_profile(
 
     with np.errstate(divide="ignore"):
         log_g = np.log(np.where(positive, g, 1.0))
-    rate, r2 = linear_fit(lags[positive].astype(float), log_g[positive])
-    tail = positive & (lags >= math.ceil(max_lag / 2))
-    rate_tail, _ = linear_fit(lags[tail].astype(float), log_g[tail])
+    step_resolution = rate_resolution(dtype)
+    rate, r2 = _log_fit(lags[positive].astype(float), log_g[positive], step_resolution)
+    last_positive = int(np.nonzero(positive)[0][-1]) if positive.any() else 0
+    tail = positive & (lags >= ref + math.ceil((last_positive - ref) / 2))
+    rate_tail, _ = _log_fit(lags[tail].astype(float), log_g[tail], step_resolution)
     timescale = (-1.0 / rate_tail if rate_tail < 0 else math.inf) if rate_tail is not None else None
     half_life = math.log(2) * timescale if timescale is not None else None
 
+    if not positive.any() and dtype in NARROW_DTYPES:
+        resolved[:] = False  # no gradient at all in float16/bfloat16 cannot be told from underflow
     g_for_horizon = np.where(resolved, g, np.where(finite, 0.0, np.nan))
     horizon, reached = horizon_at(g_for_horizon, eps, rate_tail)
     horizon2, reached2 = horizon_at(g_for_horizon, eps_secondary, rate_tail)
+    censored = reached and _is_censored(g, resolved, eps, relative_floor)
+    censored2 = reached2 and _is_censored(g, resolved, eps_secondary, relative_floor)
 
     nonfinite_lags = np.nonzero(~np.all(np.isfinite(n), axis=0))[0]
     first_nonfinite = int(nonfinite_lags[0]) if nonfinite_lags.size else None
@@ -205,6 +298,8 @@ def summarize_profile(
         verdict = "non_finite"
     elif first_explode is not None:
         verdict = "exploding"
+    elif censored and horizon <= max_lag:
+        verdict = "inconclusive"
     elif reached:
         verdict = "vanishing"
     else:
@@ -212,18 +307,20 @@ def summarize_profile(
     assert verdict in VERDICT_SEVERITY
 
     tags: list[str] = []
-    if peak_lag > 0 and peak_gain >= TRANSIENT_GAIN and normalization == "lag0":
+    decays_after_peak = peak_lag < last_positive and g[last_positive] * TRANSIENT_GAIN <= peak_gain
+    if peak_lag > ref and peak_gain >= TRANSIENT_GAIN and decays_after_peak:
         tags.append("transient_amplification")
     if r2 is not None and r2 < R2_EXPONENTIAL:
         tags.append("non_exponential")
     if rate_tail is not None and abs(rate_tail) * max_lag < math.log(2):
         tags.append("neutral")
-    support = np.nonzero(positive)[0]
-    if support.size and np.any(resolved[support[-1] :] & (big_g[support[-1] :] == 0)):
+    if positive.any() and np.any(resolved[last_positive:] & (big_g[last_positive:] == 0)):
         tags.append("finite_memory")
-    if underflow.any():
+    if np.any(finite & ~resolved):
         tags.append("unresolved_tail")
-    if not positive.any():
+    if censored or censored2:
+        tags.append("censored_horizon")
+    if not positive.any() and resolved.any():
         tags.append("no_gradient")
 
     metrics = LagMetrics(
@@ -240,9 +337,13 @@ def summarize_profile(
         peak_gain=peak_gain,
         first_explode_lag=first_explode,
         first_nonfinite_lag=first_nonfinite,
-        normalization=normalization,
+        normalization="lag0" if ref == 0 else "first_positive",
         resolved_lags=int(resolved.sum()),
         max_lag=max_lag,
+        reference_lag=ref,
+        horizon_censored=censored,
+        horizon_1e3_censored=censored2,
+        relative_floor=relative_floor,
     )
     profile = Profile(
         lags=lags.tolist(),

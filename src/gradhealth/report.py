@@ -30,8 +30,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 
-#: Verdicts from best to worst.
-VERDICTS = ("healthy", "vanishing", "exploding", "non_finite")
+#: Verdicts from best to worst. ``inconclusive``: the probe dtype could not resolve the profile down to ε
+#: within K (the horizon is censored), so neither healthy nor vanishing can be told.
+VERDICTS = ("healthy", "inconclusive", "vanishing", "exploding", "non_finite")
 VERDICT_SEVERITY = {name: rank for rank, name in enumerate(VERDICTS)}
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -70,7 +71,12 @@ class LagMetrics:
     """The scalar metrics of one lag profile (definitions in :mod:`gradhealth.metrics`).
 
     ``horizon`` is in steps; when ``horizon_reached`` is False it is the extrapolation beyond K (``inf`` if the
-    profile does not decay). Rates are per step (natural log); ``None`` means too few resolved lags to fit.
+    profile does not decay); when ``horizon_censored`` is True the profile fell below the resolution floor
+    while still above ε, and the horizon is a lower bound. Rates are per step (natural log); ``None`` means too
+    few resolved lags to fit. g(k) is normalised at ``reference_lag``: lag 0 (``normalization="lag0"``) or the
+    first lag with a resolved, positive gradient (``"first_positive"``, for outputs that see the input only
+    after a delay). ``relative_floor`` is the resolution floor as a fraction of G(reference_lag): g values at or
+    below it cannot be resolved.
     """
 
     horizon: float
@@ -89,6 +95,10 @@ class LagMetrics:
     normalization: str = "lag0"
     resolved_lags: int = 0
     max_lag: int = 0
+    reference_lag: int = 0
+    horizon_censored: bool = False
+    horizon_1e3_censored: bool = False
+    relative_floor: float = 0.0
 
 
 @dataclass

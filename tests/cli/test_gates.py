@@ -118,3 +118,38 @@ def test_pyproject_settings_with_command_line_first(run: Run, linear: Callable[[
     assert bad.exit_code == 2
     assert "pyproject.toml [tool.gradhealth]" in bad.stderr
     assert "seq_len" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        (["--eps", "0.05"], "eps 0.01 -> 0.05"),
+        (["--seq-len", "60"], "seq_len 50 -> 60"),
+        (["--task", "impulse"], "task 'noise' -> 'impulse'"),
+        (["--input-scale", "2"], "input_scale 1.0 -> 2.0"),
+        (["--dtype", "float32"], "dtype 'float64' -> 'float32'"),
+    ],
+)
+def test_baseline_with_other_settings_is_refused(
+    run: Run, linear: Callable[[float], Path], tmp_path: Path, changed: list[str], named: str
+) -> None:
+    """A horizon at eps 5e-2 is shorter than at 1e-2 for the same model: comparing them is noise, not a drop."""
+    baseline = tmp_path / "main.json"
+    assert run("audit", linear(0.9), *SETTINGS, "--format", "json", "--output", baseline).exit_code == 0
+    later = tmp_path / "later.json"
+    args = ["audit", linear(0.9), *SETTINGS, *changed]
+    result = run(*args, "--baseline", baseline, "--max-horizon-drop", "10%", "--format", "json")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    assert named in result.stderr and "re-run the baseline" in result.stderr
+    assert run(*args, "--format", "json", "--output", later).exit_code == 0
+    compared = run("compare", baseline, later)
+    assert compared.exit_code == 2
+    assert named in compared.stderr
+
+
+def test_baseline_with_the_same_settings_compares(run: Run, linear: Callable[[float], Path], tmp_path: Path) -> None:
+    baseline = tmp_path / "main.json"
+    assert run("audit", linear(0.9), *SETTINGS, "--format", "json", "--output", baseline).exit_code == 0
+    result = run("audit", linear(0.9), *SETTINGS, "--baseline", baseline, "--max-horizon-drop", "0", "-f", "json")
+    assert result.exit_code == 0, result.stderr

@@ -19,7 +19,22 @@ from torch import nn
 
 from gradhealth.errors import AdapterError, ModelCallError
 
-__all__ = ["Adapter", "AdapterOutput", "Direction", "Layout", "describe_value", "infer_input_size", "select_output"]
+__all__ = [
+    "Adapter",
+    "AdapterOutput",
+    "Direction",
+    "Layout",
+    "cast_module",
+    "cast_tensor",
+    "complex_dtype_for",
+    "describe_value",
+    "infer_input_size",
+    "select_output",
+]
+
+#: The complex dtype that keeps a complex tensor at a real probe dtype's precision (half precisions widen to
+#: complex64: torch's complex32 has almost no kernels).
+_COMPLEX_FOR = {torch.float64: torch.complex128, torch.float32: torch.complex64}
 
 OutputSelector = int | str | Callable[[Any], torch.Tensor]
 
@@ -171,6 +186,27 @@ def select_output(value: Any, selector: OutputSelector | None) -> torch.Tensor:
     return picked
 
 
+def complex_dtype_for(dtype: torch.dtype) -> torch.dtype:
+    """The complex dtype matching a real probe dtype's precision."""
+    return _COMPLEX_FOR.get(dtype, torch.complex64)
+
+
+def cast_tensor(tensor: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Move a tensor to the probe device; floating tensors take ``dtype``, complex tensors the complex dtype of
+    the same precision (their imaginary part is kept), integer and boolean tensors keep theirs."""
+    if tensor.is_complex():
+        return tensor.to(device, complex_dtype_for(dtype))
+    if tensor.is_floating_point():
+        return tensor.to(device, dtype)
+    return tensor.to(device)
+
+
+def cast_module(module: nn.Module, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """:meth:`nn.Module.to` for a probe copy, except that complex parameters and buffers stay complex
+    (``Module.to(float64)`` would discard their imaginary part)."""
+    return module._apply(lambda t: cast_tensor(t, dtype, device))  # type: ignore[no-untyped-call]
+
+
 def infer_input_size(module: nn.Module) -> int | None:
     """Features per step: the first (sub)module, in registration order, that tells: an integer ``input_size``
     attribute (recurrent layers, and the convention for custom ones), a linear or a 1-d convolution layer."""
@@ -283,7 +319,7 @@ class Adapter(abc.ABC):
         model = self.model
         if isinstance(model, nn.Module) or hasattr(model, "to_probe"):
             model = copy.deepcopy(model)
-            model = model.to_probe(dtype, device) if hasattr(model, "to_probe") else model.to(device, dtype)
+            model = model.to_probe(dtype, device) if hasattr(model, "to_probe") else cast_module(model, dtype, device)
         clone = copy.copy(self)
         clone.model = model
         return clone

@@ -8,7 +8,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradhealth.adapters.base import Adapter, AdapterOutput, Direction, Layout, infer_input_size
+from gradhealth.adapters.base import (
+    Adapter,
+    AdapterOutput,
+    Direction,
+    Layout,
+    cast_module,
+    cast_tensor,
+    infer_input_size,
+    select_output,
+)
 
 __all__ = ["CellAdapter", "RecurrentModuleAdapter", "Unrolled", "UnrolledAdapter"]
 
@@ -19,7 +28,8 @@ class RecurrentModuleAdapter(Adapter):
     """``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` with any constructor options.
 
     Reads ``batch_first``, ``bidirectional``, ``proj_size`` and ``input_size`` from the module; dropout between
-    layers is off because probes run the module in eval mode.
+    layers is off because probes run the module in eval mode. The output is the module's output sequence, or
+    what ``layout.output`` picks from the ``(output, state)`` pair it returns (in the module's own layout).
     """
 
     family = "torch.nn.RNNBase"
@@ -57,7 +67,8 @@ class RecurrentModuleAdapter(Adapter):
 
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
         x = inputs if self.batch_first else inputs.transpose(0, 1)
-        out = self.model(x)[0]
+        value = self.model(x)
+        out = value[0] if self.layout.output is None else select_output(value, self.layout.output)
         return AdapterOutput(inputs, out if self.batch_first else out.transpose(0, 1))
 
 
@@ -126,9 +137,9 @@ class Unrolled:
     def to_probe(self, dtype: torch.dtype, device: torch.device) -> Unrolled:
         """Cast the step module and any tensor initial state (called on a deep copy)."""
         if isinstance(self.step, nn.Module):
-            self.step = self.step.to(device, dtype)
+            self.step = cast_module(self.step, dtype, device)
         if isinstance(self.init_state, torch.Tensor):
-            self.init_state = self.init_state.to(device, dtype)
+            self.init_state = cast_tensor(self.init_state, dtype, device)
         return self
 
     def initial_state(self, batch_size: int, dtype: torch.dtype, device: torch.device) -> Any:

@@ -64,15 +64,18 @@ def compare_reports(old: list[NamedReport], new: list[NamedReport], drop: str | 
     """Differences per model and direction; with ``drop`` each carries the ``max_horizon_drop`` gate result.
 
     Raises:
-        ConfigError: ``drop`` is not a percentage or a number of steps.
+        ConfigError: ``drop`` is not a percentage or a number of steps, or a pair of reports was measured with
+            different settings (eps, seq_len, burn_in, task, input_scale, dtype).
     """
-    from gradhealth.gates import Gates, evaluate_gates, parse_drop
+    from gradhealth.gates import Gates, check_comparable, evaluate_gates, parse_drop
 
     allowed = parse_drop(drop, source="--max-horizon-drop") if drop is not None else None
     out = []
     for name, before, after in _pairs(old, new):
         a = before.report if before is not None else None
         b = after.report if after is not None else None
+        if a is not None and b is not None:
+            check_comparable(a, b, what=name)
         directions = list(dict.fromkeys([d.name for r in (a, b) if r is not None for d in r.directions]))
         gates = {}
         if allowed is not None and a is not None and b is not None:

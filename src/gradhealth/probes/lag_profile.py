@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from gradhealth.findings import make_finding
-from gradhealth.metrics import resolution_floor, summarize_profile
-from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.metrics import summarize_profile
+from gradhealth.probes._bptt import LagNorms, input_gradient_norms
+from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.render.text import format_number
 from gradhealth.report import DirectionResult, Finding
 
@@ -29,34 +28,11 @@ class LagProfileResult:
     directions: list[DirectionResult]
 
 
-def lag_norms(ctx: ProbeContext, stream: str = "lag_profile") -> dict[str, tuple[torch.Tensor, bool]]:
-    """Per-sample gradient norms ``[B, K + 1]`` (float64, CPU) by direction, and whether the output at the loss
-    step was finite. One forward pass; one backward pass per direction."""
-    cfg = ctx.config
-    max_lag, total = cfg.seq_len, cfg.total_len
+def lag_norms(ctx: ProbeContext, stream: str = "lag_profile") -> list[LagNorms]:
+    """Per-sample gradient norms ``[B, K + 1]`` by direction of time (the shared recipe,
+    :func:`~gradhealth.probes._bptt.input_gradient_norms`, on a batch of the audit's task)."""
     inputs = ctx.make_batch(stream).inputs
-    if inputs.is_floating_point():
-        inputs.requires_grad_(True)
-    directions = ctx.adapter.directions()
-    norms: dict[str, tuple[torch.Tensor, bool]] = {}
-    with input_gradients_only(ctx.module), torch.enable_grad():
-        out = ctx.adapter.run(inputs)
-        for i, direction in enumerate(directions):
-            y_t = direction.select(out.output)[:, 0 if direction.is_reverse else total - 1]
-            v = ctx.randn(f"{stream}/{direction.name}", tuple(y_t.shape), like=y_t)
-            loss = (y_t * v).sum()
-            if loss.requires_grad:
-                (grad,) = torch.autograd.grad(
-                    loss, out.grad_input, retain_graph=i < len(directions) - 1, allow_unused=True
-                )
-            else:
-                grad = None
-            if grad is None:  # the output does not depend on the input at all
-                grad = torch.zeros_like(out.grad_input)
-            per_step = out.batch_first_grad(grad).detach().to(torch.float64).norm(dim=-1)
-            window = per_step[:, : max_lag + 1] if direction.is_reverse else per_step[:, total - 1 - max_lag :].flip(1)
-            norms[direction.name] = (window.cpu(), bool(torch.isfinite(y_t).all()))
-    return norms
+    return input_gradient_norms(ctx, inputs, max_lag=ctx.config.seq_len, stream=stream)
 
 
 class LagProfile(Probe):
@@ -67,18 +43,19 @@ class LagProfile(Probe):
 
     def run(self, ctx: ProbeContext) -> LagProfileResult:
         cfg = ctx.config
-        floor = resolution_floor(ctx.dtype_name)
         results = []
-        for name, (window, output_is_finite) in lag_norms(ctx).items():
+        for measured in lag_norms(ctx):
             summary = summarize_profile(
-                window.numpy(),
-                floor=floor,
+                measured.norms.numpy(),
+                dtype=ctx.dtype_name,
+                floor=measured.floor,
                 eps=cfg.eps,
                 eps_secondary=cfg.eps_secondary,
                 explode_threshold=cfg.explode_threshold,
-                output_is_finite=output_is_finite,
+                output_is_finite=measured.output_is_finite,
             )
-            results.append(DirectionResult(name, summary.verdict, summary.metrics, summary.profile, summary.tags))
+            d = DirectionResult(measured.direction, summary.verdict, summary.metrics, summary.profile, summary.tags)
+            results.append(d)
         return LagProfileResult(results)
 
     def findings(self, result: LagProfileResult, ctx: ProbeContext) -> list[Finding]:

@@ -1,7 +1,8 @@
 """The length-scan probe: how the gradient of the last output with respect to the first input scales with T.
 
 For each length T of a ladder (16, 32, ..., 4096 by default): fresh inputs of length T, the loss at the last
-step L = Σ_b <v_b, y_b[T-1]> (the same v_b at every length), and one backward pass give
+step L = Σ_b <v_b, y_b[T-1]> (the same v_b at every length), and one backward pass (the lag profile's recipe,
+:func:`~gradhealth.probes._bptt.input_gradient_norms`, forward direction of time) give
 N_first(T) = sqrt(mean_b ‖∂L/∂x_b[0]‖²) (the longest lag, T - 1) and N_total(T) = sqrt(mean_b ‖∂L/∂x_b‖²) (all
 lags together). ``growth_rate`` is the least-squares slope of ln N_first against T: ln ρ per step for a linear
 recurrence ρQ, so exploding gradients show as a positive rate and vanishing ones as a negative rate while
@@ -15,11 +16,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from gradhealth.findings import make_finding
-from gradhealth.metrics import linear_fit, resolution_floor
-from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
+from gradhealth.metrics import linear_fit
+from gradhealth.probes._bptt import input_gradient_norms
+from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
 
 __all__ = ["LengthPoint", "LengthScan", "LengthScanResult"]
@@ -70,19 +71,20 @@ class LengthScan(Probe):
             self.ladder = tuple(ladder)
 
     def run(self, ctx: ProbeContext) -> LengthScanResult:
-        floor = resolution_floor(ctx.dtype_name)
         points: list[LengthPoint] = []
+        floors: list[float] = []
         stopped = "complete"
         for length in self.ladder:
-            point = self._measure(ctx, length)
+            point, floor = self._measure(ctx, length)
             points.append(point)
+            floors.append(floor)
             if not point.is_finite:
                 stopped = "non_finite"
                 break
             if point.first_input_norm <= floor:
                 stopped = "underflow"
                 break
-        usable = [p for p in points if p.is_finite and p.first_input_norm > floor]
+        usable = [p for p, floor in zip(points, floors, strict=True) if p.is_finite and p.first_input_norm > floor]
         lengths = np.array([p.length for p in usable], dtype=np.float64)
         rate, r2 = linear_fit(lengths, np.log([p.first_input_norm for p in usable]))
         totals = [p for p in usable if p.total_norm > 0]
@@ -90,26 +92,16 @@ class LengthScan(Probe):
         first_bad = next((p.length for p in points if not p.is_finite), None)
         return LengthScanResult(points, rate, r2, total_rate, first_bad, stopped)
 
-    def _measure(self, ctx: ProbeContext, length: int) -> LengthPoint:
+    def _measure(self, ctx: ProbeContext, length: int) -> tuple[LengthPoint, float]:
+        """The norms at one length, and the resolution floor they were measured with."""
         inputs = ctx.make_batch(f"{self.name}/{length}", total_len=length).inputs
-        if inputs.is_floating_point():
-            inputs.requires_grad_(True)
-        with input_gradients_only(ctx.module), torch.enable_grad():
-            out = ctx.adapter.run(inputs)
-            y_last = out.output[:, -1]
-            # the same v at every length, so the fit measures the growth of the Jacobian, not the spread of v
-            v = ctx.randn(f"{self.name}/v", tuple(y_last.shape), like=y_last)
-            loss = (y_last * v).sum()
-            grad = None
-            if loss.requires_grad:
-                (grad,) = torch.autograd.grad(loss, out.grad_input, allow_unused=True)
-            if grad is None:
-                grad = torch.zeros_like(out.grad_input)
-        per_step = grad.detach().to(torch.float64).norm(dim=-1)
-        first = float(per_step[:, 0].pow(2).mean().sqrt())
+        # the same v at every length (one stream), so the fit measures the growth of the Jacobian, not v's spread
+        measured = input_gradient_norms(ctx, inputs, max_lag=length - 1, stream=f"{self.name}/v")[0]
+        per_step = measured.norms  # lag order: column length - 1 is the first input
+        first = float(per_step[:, -1].pow(2).mean().sqrt())
         total = float(per_step.pow(2).sum(1).mean().sqrt())
-        finite = math.isfinite(first) and math.isfinite(total) and bool(torch.isfinite(y_last).all())
-        return LengthPoint(length, first, total, finite)
+        finite = math.isfinite(first) and math.isfinite(total) and measured.output_is_finite
+        return LengthPoint(length, first, total, finite), measured.floor
 
     def findings(self, result: LengthScanResult, ctx: ProbeContext) -> list[Finding]:
         found = []

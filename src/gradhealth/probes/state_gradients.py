@@ -21,7 +21,8 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
-from gradhealth.metrics import resolution_floor, summarize_profile
+from gradhealth.metrics import summarize_profile
+from gradhealth.probes._bptt import sample_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
@@ -84,7 +85,7 @@ def state_norms(loss: torch.Tensor, states: list[Any], max_lag: int) -> list[tor
         for k in range(len(window)):
             g, like = grads[k * n_parts + i], tensors[k * n_parts + i]
             g = torch.zeros_like(like) if g is None else g
-            cols.append(g.detach().to(torch.float64).reshape(g.shape[0], -1).norm(dim=1))
+            cols.append(sample_norms(g))
         norms.append(torch.stack(cols, dim=1).cpu())
     return norms
 
@@ -159,9 +160,7 @@ class StateGradients(Probe):
     @staticmethod
     def _profile(ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor) -> StateProfile:
         cfg = ctx.config
-        s = summarize_profile(
-            norms.numpy(), floor=resolution_floor(ctx.dtype_name), eps=cfg.eps, explode_threshold=cfg.explode_threshold
-        )
+        s = summarize_profile(norms.numpy(), dtype=ctx.dtype_name, eps=cfg.eps, explode_threshold=cfg.explode_threshold)
         m = s.metrics
         return StateProfile(
             layer, direction, name, s.profile.grad_norm, s.profile.g, m.decay_rate, m.decay_rate_tail, m.horizon,

@@ -1,0 +1,271 @@
+"""The one input-gradient recipe every BPTT probe uses, and the arithmetic guards around it.
+
+:func:`input_gradient_norms` is the measurement behind the lag profile and the length scan: one forward pass,
+a loss at one output step per direction of time, L = Σ_b <v_b, y_b[t_out]> with a seeded gaussian v_b, one
+backward pass per direction, and per-sample norms N_b(k) = ||∂L/∂x_b[t_out - k]|| for k = 0..max_lag. It owns
+every detail a copy could get wrong:
+
+- the gradient is read in the model's own layout and turned batch-first (time-major models, token ids);
+- complex inputs and outputs are measured by their modulus (``torch.linalg.vector_norm``);
+- norms are computed in float64 with a per-vector scale, so they resolve down to the dtype's floor (a plain
+  norm squares its entries and underflows near sqrt(tiny));
+- **precision does not depend on the output's scale**: the seed vector v is scaled by a power of two (exact)
+  when the first pass shows the gradients near the dtype's floor or overflowing (float16), and the floor is
+  reported in the units of the result;
+- **flushing denormals never changes a resolved number**: the forward pass never flushes; tensors the
+  forward saves for the backward are checked for denormals (a flushing backward would read them as zero,
+  e.g. a ReLU's mask), and only a backward without such inputs runs with flush-to-zero (the speed: gradients
+  decaying through the denormal range are ~10x slower on x86). A conclusion drawn from exact zeros
+  (no gradient at all, or finite memory) is re-checked by a backward pass without flushing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from gradhealth._state import flush_denormals
+from gradhealth.metrics import DTYPE_LIMITS, resolution_flags, resolution_floor, rms_over_samples
+from gradhealth.probes.base import input_gradients_only
+
+if TYPE_CHECKING:
+    from gradhealth.adapters import AdapterOutput, Direction
+    from gradhealth.probes.base import ProbeContext
+
+__all__ = [
+    "LagNorms",
+    "SavedDenormals",
+    "backward_scope",
+    "input_gradient_norms",
+    "sample_norms",
+    "step_norms",
+]
+
+#: Below this fraction of the smallest resolvable value, a first pass is repeated with an up-scaled seed.
+_UPSCALE_WHEN = 2.0**-30
+
+#: Headroom kept above the largest gradient after up-scaling (intermediate BPTT values exceed the input
+#: gradients); float16 has little range to spare.
+_HEADROOM = 2.0**8
+
+#: Down-scaling steps tried when a float16 backward overflows while the output is finite.
+_OVERFLOW_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class LagNorms:
+    """Per-sample input-gradient norms of one direction of time.
+
+    Attributes:
+        direction: ``"forward"`` or ``"backward"``.
+        norms: ``[B, max_lag + 1]`` float64 on CPU; column k is lag k from the loss step.
+        output_is_finite: whether the output at the loss step was finite.
+        floor: the resolution floor in the units of ``norms`` (the dtype's tiny/eps divided by the seed scale).
+        seed_scale: the power of two the seed vector was multiplied by (``norms`` are divided by it again).
+        flushed: whether the backward pass flushed denormals (never when the forward saved denormals).
+    """
+
+    direction: str
+    norms: torch.Tensor
+    output_is_finite: bool
+    floor: float
+    seed_scale: float
+    flushed: bool
+
+
+class SavedDenormals(torch.autograd.graph.saved_tensors_hooks):
+    """Record whether any tensor the forward pass saves for the backward holds a denormal number.
+
+    A backward pass with denormals-are-zero would read those as zero (a ReLU of a denormal state would pass
+    no gradient), so :func:`backward_scope` flushes only when none was saved. float16 values are never
+    denormal in the float32 arithmetic the CPU kernels use, so they are not checked.
+    """
+
+    _LIMITS: ClassVar[dict[torch.dtype, float]] = {
+        torch.float32: DTYPE_LIMITS["float32"][0],
+        torch.bfloat16: DTYPE_LIMITS["float32"][0],
+        torch.complex64: DTYPE_LIMITS["float32"][0],
+        torch.float64: DTYPE_LIMITS["float64"][0],
+        torch.complex128: DTYPE_LIMITS["float64"][0],
+    }
+
+    def __init__(self) -> None:
+        self._pending: list[torch.Tensor] = []
+        self._checked = False
+        self._found = False
+        super().__init__(self._pack, lambda saved: saved)
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.dtype in self._LIMITS and tensor.device.type == "cpu" and tensor.numel():
+            self._pending.append(tensor)
+        return tensor
+
+    @property
+    def found(self) -> bool:
+        """Whether a saved tensor holds a denormal (checked once, after the forward pass)."""
+        if not self._checked:
+            self._found = any(_has_denormal(t, self._LIMITS[t.dtype]) for t in self._pending)
+            self._pending.clear()
+            self._checked = True
+        return self._found
+
+
+def _has_denormal(tensor: torch.Tensor, tiny: float) -> bool:
+    magnitude = tensor.detach().abs()
+    return bool(torch.logical_and(magnitude < tiny, magnitude > 0).any())
+
+
+def backward_scope(device: torch.device, *, flush: bool) -> contextlib.AbstractContextManager[Any]:
+    """Flush denormals to zero on every CPU thread for a backward pass, when ``flush`` (and on CPU)."""
+    return flush_denormals(flush and device.type == "cpu")
+
+
+def sample_norms(grad: torch.Tensor) -> torch.Tensor:
+    """Per-sample norms ``[B]`` (float64, CPU) of a gradient ``[B, ...]`` (see :func:`step_norms`)."""
+    return step_norms(grad.reshape(grad.shape[0], 1, -1))[:, 0]
+
+
+def step_norms(grad: torch.Tensor) -> torch.Tensor:
+    """Per-step norms ``[B, T]`` (float64, CPU) of a batch-first gradient ``[B, T, ...]``, scaled per vector so
+    values near the dtype's floor neither underflow when squared nor lose digits; complex values count by
+    their modulus."""
+    flat = grad.detach().reshape(grad.shape[0], grad.shape[1], -1)
+    flat = flat.to(torch.complex128 if flat.is_complex() else torch.float64)
+    scale = flat.abs().amax(dim=-1, keepdim=True)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    norms = safe.squeeze(-1) * torch.linalg.vector_norm(flat / safe, dim=-1)
+    return norms.where(torch.isfinite(scale.squeeze(-1)), torch.full_like(norms, math.nan)).cpu()
+
+
+def _seed(ctx: ProbeContext, stream: str, like: torch.Tensor) -> torch.Tensor:
+    """The gaussian seed vector v (complex outputs get a complex v with independent parts)."""
+    shape = tuple(like.shape)
+    if like.is_complex():
+        real_dtype = torch.float64 if like.dtype == torch.complex128 else torch.float32
+        re = ctx.randn(stream, shape, like=like.real.to(real_dtype))
+        im = ctx.randn(stream + "/imag", shape, like=like.real.to(real_dtype))
+        return torch.complex(re, im).to(like.dtype)
+    return ctx.randn(stream, shape, like=like)
+
+
+def _loss(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return (y * v.conj()).real.sum() if y.is_complex() else (y * v).sum()
+
+
+def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: int, stream: str) -> list[LagNorms]:
+    """Measure N_b(k) for k = 0..max_lag in every direction of time: one forward, one backward per direction.
+
+    Args:
+        ctx: the probe context (adapter over the probe copy, settings, seeded draws).
+        inputs: batch-first inputs ``[B, T, D]`` (or token ids ``[B, T]``), T > max_lag.
+        max_lag: the largest lag measured.
+        stream: the name of the seeded stream the seed vectors are drawn from.
+
+    Returns:
+        One :class:`LagNorms` per direction, in the adapter's order.
+    """
+    if inputs.is_floating_point() or inputs.is_complex():
+        inputs.requires_grad_(True)
+    total = inputs.shape[1]
+    detector = SavedDenormals()
+    with input_gradients_only(ctx.module), torch.enable_grad():
+        with detector:
+            out = ctx.adapter.run(inputs)
+        flush = not detector.found
+        directions = ctx.adapter.directions()
+        return [
+            _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush)
+            for direction in directions
+        ]
+
+
+def _direction_norms(
+    ctx: ProbeContext,
+    out: AdapterOutput,
+    direction: Direction,
+    total: int,
+    max_lag: int,
+    stream: str,
+    flush: bool,
+) -> LagNorms:
+    y_t = direction.select(out.output)[:, 0 if direction.is_reverse else total - 1]
+    output_is_finite = bool(torch.isfinite(y_t).all())
+    v = _seed(ctx, stream, y_t)
+    dtype_name = ctx.dtype_name
+    base_floor = resolution_floor(dtype_name)
+    scale = 1.0
+    raw = _raw_norms(out, direction, _loss(y_t, v), total, max_lag, ctx.device, flush)
+    rescale = _rescale_factor(raw, base_floor, dtype_name, output_is_finite)
+    retries = 0
+    while rescale is not None and retries <= _OVERFLOW_RETRIES:
+        scale *= rescale
+        raw = _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, flush)
+        retries += 1
+        rescale = _overflow_factor(raw, dtype_name, output_is_finite)
+    if flush and _has_zero_conclusion(raw, base_floor):
+        raw = _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, False)
+        flush = False
+    return LagNorms(direction.name, raw / scale, output_is_finite, base_floor / scale, scale, flush)
+
+
+def _raw_norms(
+    out: AdapterOutput,
+    direction: Direction,
+    loss: torch.Tensor,
+    total: int,
+    max_lag: int,
+    device: torch.device,
+    flush: bool,
+) -> torch.Tensor:
+    grad = None
+    if loss.requires_grad:
+        with backward_scope(device, flush=flush):
+            (grad,) = torch.autograd.grad(loss, out.grad_input, retain_graph=True, allow_unused=True)
+    if grad is None:  # the output does not depend on the input at all
+        grad = torch.zeros_like(out.grad_input)
+    per_step = step_norms(out.batch_first_grad(grad))  # outside the flush scope: norms resolve to the floor
+    if direction.is_reverse:
+        return per_step[:, : max_lag + 1]
+    return per_step[:, total - 1 - max_lag :].flip(1)
+
+
+def _rescale_factor(raw: torch.Tensor, floor: float, dtype: str, output_is_finite: bool) -> float | None:
+    """A power of two that moves the gradients away from the floor (or out of float16 overflow), or None."""
+    overflow = _overflow_factor(raw, dtype, output_is_finite)
+    if overflow is not None:
+        return overflow
+    big_g = rms_over_samples(raw.numpy())
+    positive = big_g[np.isfinite(big_g) & (big_g > 0)]
+    if positive.size == 0:
+        return None
+    largest = float(positive.max())
+    reference = float(positive[0])
+    if floor / reference <= _UPSCALE_WHEN:
+        return None
+    target = min(torch.finfo(getattr(torch, dtype)).max / _HEADROOM, floor / _UPSCALE_WHEN)
+    factor = 2.0 ** math.floor(math.log2(target / largest))
+    return factor if factor > 1 else None
+
+
+def _overflow_factor(raw: torch.Tensor, dtype: str, output_is_finite: bool) -> float | None:
+    """float16 overflows at 65504, which the probe's own seed can cause: scale down. In wider dtypes an
+    overflowing gradient is the model's own (reported as non-finite)."""
+    if dtype != "float16" or not output_is_finite or not bool(torch.isinf(raw).any()):
+        return None
+    return 2.0**-8
+
+
+def _has_zero_conclusion(raw: torch.Tensor, floor: float) -> bool:
+    """Whether the summary would conclude from exact zeros (no gradient, or structural finite memory)."""
+    big_g = rms_over_samples(raw.numpy())
+    _, resolved = resolution_flags(big_g, floor)
+    positive = resolved & (big_g > 0)
+    if not positive.any():
+        return True
+    start = int(np.argmax(positive))
+    return bool(np.any(resolved[start:] & (big_g[start:] == 0)))
