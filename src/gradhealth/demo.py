@@ -27,8 +27,6 @@ __all__ = ["DEMO_MODELS", "build_demo_models", "demo_sparklines", "demo_summary"
 #: The models of the demo, in display order.
 DEMO_MODELS = ("tanh RNN", "LSTM", "GRU", "chrono LSTM")
 
-_VERDICT_STYLE = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "non_finite": "bold red"}
-
 
 def build_demo_models(*, seq_len: int, input_size: int = 8, hidden_size: int = 48, seed: int = 0) -> dict[str, Any]:
     """Build the four demo models with seeded weights, leaving the global RNG untouched.
@@ -99,7 +97,7 @@ def demo_table(reports: dict[str, Report]) -> Table:
     """A rich table: one row per model with its verdict, horizon, decay rate and half-life."""
     from rich.table import Table
 
-    from gradhealth.render.text import format_number
+    from gradhealth.formatting import VERDICT_STYLES, format_horizon, format_number
 
     first = next(iter(reports.values()))
     eps = float(first.config.get("eps", 1e-2))
@@ -111,8 +109,8 @@ def demo_table(reports: dict[str, Report]) -> Table:
     table.add_column("half-life", justify="right")
     for name, report in reports.items():
         m = report.metrics
-        horizon = format_number(m.horizon, " steps") if m.horizon_reached else f"> K ({format_number(m.horizon)}*)"
-        style = _VERDICT_STYLE.get(report.verdict, "")
+        horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
+        style = VERDICT_STYLES.get(report.verdict, "")
         table.add_row(
             name,
             f"[{style}]{report.verdict}[/]" if style else report.verdict,
@@ -120,8 +118,6 @@ def demo_table(reports: dict[str, Report]) -> Table:
             format_number(m.decay_rate, "/step"),
             format_number(m.half_life, " steps"),
         )
-    if any(not r.metrics.horizon_reached for r in reports.values()):
-        table.caption = "* not reached within K: extrapolated from the tail decay rate"
     return table
 
 

@@ -63,8 +63,9 @@ CATALOGUE: dict[str, FindingSpec] = {
             "GH005",
             "info",
             "profile tail below the dtype's resolution floor",
-            "The gradient underflowed at long lags; those lags are excluded from the fits. The horizon is "
-            "unaffected (it ends earlier); probe in float64 to resolve the tail.",
+            "The gradient fell below what the probe dtype resolves (tiny/eps, relative to the measured gradient); "
+            "those lags are left out of the fits. If the floor lies above eps the horizon is censored (a lower "
+            "bound, tagged censored_horizon); probe in a wider dtype (dtype='float64') to resolve the tail.",
         ),
         FindingSpec(
             "GH006",
@@ -79,6 +80,21 @@ CATALOGUE: dict[str, FindingSpec] = {
             "the output does not depend on the input",
             "Every gradient is exactly zero: check the layout (the output selector, the embedding receiving the "
             "gradient) and that the model's forward actually uses its input.",
+        ),
+        FindingSpec(
+            "GH008",
+            "warning",
+            "inconclusive: the resolution floor hides the horizon",
+            "The profile dropped below the probe dtype's resolution floor before it reached eps, so the horizon "
+            "is only a lower bound and neither 'healthy' nor 'vanishing' can be told. Probe in float32 or "
+            "float64 (dtype='float64'); half precisions resolve about 3 decades below the largest gradient.",
+        ),
+        FindingSpec(
+            "GH009",
+            "info",
+            "the output sees the input only after a delay",
+            "The gradient at lag 0 (and the first lags) is exactly zero, e.g. a model that reads out h_{t-1}; "
+            "g(k) is normalised at the first lag with a gradient, so growth and decay are measured from there.",
         ),
         FindingSpec(
             "GH101",

@@ -76,10 +76,10 @@ STRUCTURAL_ZERO_MIN = 1e-8
 #: percent is ordinary LSTM behaviour: x_{t-1} reaches y_t through more paths than x_t).
 TRANSIENT_GAIN = 1.1
 
-#: Numerical resolution of ln g per lag, in units of the probe dtype's epsilon per step: one step of BPTT
-#: multiplies a gradient by a Jacobian whose representation and product are exact to a few ulps, so
-#: ln g(k) is known to about RATE_ULPS·eps·(1 + k).
-RATE_ULPS = 4.0
+#: Numerical resolution of a decay rate, in units of the probe dtype's epsilon per step: one step of BPTT
+#: multiplies a gradient by a Jacobian whose representation and product are exact to about an ulp, so a
+#: per-step gain (and a rate) is known to about RATE_ULPS·eps.
+RATE_ULPS = 2.0
 
 Array = npt.NDArray[np.float64]
 
@@ -149,20 +149,19 @@ def linear_fit(x: Array, y: Array) -> tuple[float | None, float | None]:
 def _log_fit(lags: Array, log_g: Array, step_resolution: float) -> tuple[float | None, float | None]:
     """Slope and R² of ln g on k, with a slope inside the numerical resolution set to exactly 0.
 
-    With ln g(k) known to δ_k = step_resolution·(1 + k), roundoff can move the slope by at most
-    Σ|k - k̄|δ_k / Σ(k - k̄)²; a fitted slope no larger than that is zero as far as the probe can tell. The R² of
-    a zero slope is 1 when ln g is flat within δ (a neutral exponential), else 0 (a trendless, curved profile).
+    Roundoff changes each step's gain by up to ``step_resolution`` (relative), which moves ln g(k) by up to
+    step_resolution·k: a systematic bias shifts the slope by at most step_resolution, whatever the window. A
+    fitted slope no larger than that is zero as far as the probe can tell. The R² of a zero slope is 1 when ln g
+    is flat within that error (a neutral exponential), else 0 (a trendless, curved profile).
     """
     slope, r2 = linear_fit(lags, log_g)
     if slope is None:
         return None, None
-    xc = lags - lags.mean()
-    delta = step_resolution * (1.0 + lags)
-    bound = float(np.dot(np.abs(xc), delta) / np.dot(xc, xc))
-    if abs(slope) <= bound:
+    if abs(slope) <= step_resolution:
+        xc = lags - lags.mean()
         yc = log_g - log_g.mean()
-        is_flat = float(np.dot(yc, yc)) <= float(np.dot(delta, delta))
-        return 0.0, 1.0 if is_flat else 0.0
+        allowed = step_resolution**2 * (float(np.dot(xc, xc)) + lags.size)
+        return 0.0, 1.0 if float(np.dot(yc, yc)) <= allowed else 0.0
     return slope, r2
 
 

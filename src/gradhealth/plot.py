@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gradhealth.errors import GradhealthError
+from gradhealth.formatting import format_horizon
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -152,7 +153,8 @@ def plot_profiles(
         drawn = [v for v in g if not math.isnan(v)]
         lowest = min([lowest, *drawn])
         highest = max([highest, *drawn])
-        label = f"{name}: {result.verdict}, horizon {_steps(m.horizon, m.horizon_reached)}"
+        horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
+        label = f"{name}: {result.verdict}, horizon {horizon}"
         ax.plot(prof.lags, g, style, color=color, lw=1.8, label=label)
         if band and "q10" in prof.quantiles and "q90" in prof.quantiles:
             low = [10.0**q if math.isfinite(q) else math.nan for q in prof.quantiles["q10"]]
@@ -173,12 +175,6 @@ def plot_profiles(
     ax.legend(loc="best", fontsize="small", framealpha=0.9)
     ax.set_title(title or "Gradient through time (dotted: horizon, band: 10-90% of samples)", fontsize="medium")
     return ax
-
-
-def _steps(value: float, reached: bool) -> str:
-    if math.isinf(value):
-        return "∞"
-    return f"{value:.0f}" if reached else f"> K (≈{value:.0f} extrapolated)"
 
 
 def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes | None:

@@ -100,7 +100,7 @@ def compare_reports(old: list[NamedReport], new: list[NamedReport], drop: str | 
 
 
 def _rows(diffs: list[Difference]) -> list[tuple[str, ...]]:
-    from gradhealth.render.text import format_number
+    from gradhealth.formatting import format_number
 
     rows: list[tuple[str, ...]] = []
     for d in diffs:

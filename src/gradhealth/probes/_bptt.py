@@ -196,21 +196,21 @@ def _direction_norms(
     y_t = direction.select(out.output)[:, 0 if direction.is_reverse else total - 1]
     output_is_finite = bool(torch.isfinite(y_t).all())
     v = _seed(ctx, stream, y_t)
-    dtype_name = ctx.dtype_name
-    base_floor = resolution_floor(dtype_name)
+    floor = resolution_floor(ctx.dtype_name)
+
+    def measure(scale: float, flush: bool) -> torch.Tensor:
+        return _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, flush)
+
     scale = 1.0
-    raw = _raw_norms(out, direction, _loss(y_t, v), total, max_lag, ctx.device, flush)
-    rescale = _rescale_factor(raw, base_floor, dtype_name, output_is_finite)
-    retries = 0
-    while rescale is not None and retries <= _OVERFLOW_RETRIES:
-        scale *= rescale
-        raw = _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, flush)
-        retries += 1
-        rescale = _overflow_factor(raw, dtype_name, output_is_finite)
-    if flush and _has_zero_conclusion(raw, base_floor):
-        raw = _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, False)
-        flush = False
-    return LagNorms(direction.name, raw / scale, output_is_finite, base_floor / scale, scale, flush)
+    raw = measure(scale, flush)
+    for factor in _rescale_factors(raw, v, floor, ctx.dtype_name, output_is_finite):
+        candidate = measure(scale * factor, flush)
+        if bool(torch.isfinite(candidate).all()):  # a pass that overflowed anywhere is not used
+            raw, scale = candidate, scale * factor
+            break
+    if flush and _has_zero_conclusion(raw, floor):
+        raw, flush = measure(scale, False), False
+    return LagNorms(direction.name, raw / scale, output_is_finite, floor / scale, scale, flush)
 
 
 def _raw_norms(
@@ -234,30 +234,29 @@ def _raw_norms(
     return per_step[:, total - 1 - max_lag :].flip(1)
 
 
-def _rescale_factor(raw: torch.Tensor, floor: float, dtype: str, output_is_finite: bool) -> float | None:
-    """A power of two that moves the gradients away from the floor (or out of float16 overflow), or None."""
-    overflow = _overflow_factor(raw, dtype, output_is_finite)
-    if overflow is not None:
-        return overflow
+def _rescale_factors(
+    raw: torch.Tensor, v: torch.Tensor, floor: float, dtype: str, output_is_finite: bool
+) -> list[float]:
+    """Powers of two to try, in order, for the seed scale (empty when the first pass is fine).
+
+    Up-scaling, when the gradients lie near the floor: the largest gradient goes to the dtype's maximum over
+    :data:`_HEADROOM` (or only as far as the floor needs), and the seed itself stays far from overflow; each
+    later candidate backs off by 2^4 in case intermediate BPTT values overflow. Down-scaling, when a float16
+    backward overflows with a finite output (the probe's own seed can push float16 past 65504).
+    """
+    largest_float = torch.finfo(getattr(torch, dtype)).max
+    if not output_is_finite:
+        return []
+    if not bool(torch.isfinite(raw).all()):
+        return [2.0 ** (-8 * i) for i in range(1, _OVERFLOW_RETRIES + 1)] if dtype == "float16" else []
     big_g = rms_over_samples(raw.numpy())
-    positive = big_g[np.isfinite(big_g) & (big_g > 0)]
-    if positive.size == 0:
-        return None
-    largest = float(positive.max())
-    reference = float(positive[0])
-    if floor / reference <= _UPSCALE_WHEN:
-        return None
-    target = min(torch.finfo(getattr(torch, dtype)).max / _HEADROOM, floor / _UPSCALE_WHEN)
-    factor = 2.0 ** math.floor(math.log2(target / largest))
-    return factor if factor > 1 else None
-
-
-def _overflow_factor(raw: torch.Tensor, dtype: str, output_is_finite: bool) -> float | None:
-    """float16 overflows at 65504, which the probe's own seed can cause: scale down. In wider dtypes an
-    overflowing gradient is the model's own (reported as non-finite)."""
-    if dtype != "float16" or not output_is_finite or not bool(torch.isinf(raw).any()):
-        return None
-    return 2.0**-8
+    positive = big_g[big_g > 0]
+    if positive.size == 0 or floor / float(positive[0]) <= _UPSCALE_WHEN:
+        return []
+    target = min(largest_float / _HEADROOM, floor / _UPSCALE_WHEN) / float(positive.max())
+    seed_room = largest_float / (4.0 * max(float(v.abs().max()), 1e-300))
+    factor = 2.0 ** math.floor(math.log2(min(target, seed_room)))
+    return [factor * 2.0 ** (-4 * i) for i in range(_OVERFLOW_RETRIES + 1) if factor * 2.0 ** (-4 * i) > 1]
 
 
 def _has_zero_conclusion(raw: torch.Tensor, floor: float) -> bool:

@@ -10,13 +10,14 @@ turns the norms into the profile, metrics, verdict and tags.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.metrics import summarize_profile
 from gradhealth.probes._bptt import LagNorms, input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
-from gradhealth.render.text import format_number
-from gradhealth.report import DirectionResult, Finding
+from gradhealth.report import DirectionResult, Finding, LagMetrics
 
 __all__ = ["LagProfile", "LagProfileResult", "lag_norms"]
 
@@ -59,51 +60,70 @@ class LagProfile(Probe):
         return LagProfileResult(results)
 
     def findings(self, result: LagProfileResult, ctx: ProbeContext) -> list[Finding]:
-        cfg = ctx.config
         found = []
         for d in result.directions:
-            m = d.metrics
             where = {"probe": self.name, "direction": d.name}
-            if d.verdict == "non_finite":
-                at = f"from lag {m.first_nonfinite_lag}" if m.first_nonfinite_lag is not None else "in the output"
-                found.append(
-                    make_finding("GH003", f"NaN/Inf gradient {at}", **where, first_nonfinite_lag=m.first_nonfinite_lag)
-                )
-            elif d.verdict == "exploding":
-                found.append(
-                    make_finding(
-                        "GH002",
-                        f"g(k) reaches {cfg.explode_threshold:g}x its lag-0 value at lag {m.first_explode_lag} "
-                        f"(peak {format_number(m.peak_gain)} at lag {m.peak_lag}; K = {cfg.seq_len})",
-                        **where,
-                        first_explode_lag=m.first_explode_lag,
-                        peak_gain=m.peak_gain,
-                    )
-                )
-            elif d.verdict == "vanishing" and "no_gradient" not in d.tags:
-                found.append(
-                    make_finding(
-                        "GH001",
-                        f"gradient falls below {cfg.eps:g} of its lag-0 value after {format_number(m.horizon)} steps, "
-                        f"short of K = {cfg.seq_len} (half-life {format_number(m.half_life, ' steps')})",
-                        **where,
-                        horizon=m.horizon,
-                        half_life=m.half_life,
-                    )
-                )
-            tag_codes = {
-                "no_gradient": ("GH007", "every gradient of the output with respect to the input is exactly 0"),
-                "transient_amplification": (
-                    "GH004",
-                    f"g peaks at {format_number(m.peak_gain)} at lag {m.peak_lag} before decaying",
-                ),
-                "unresolved_tail": (
-                    "GH005",
-                    f"{m.max_lag + 1 - m.resolved_lags} lags fall below the {ctx.dtype_name} floor",
-                ),
-                "non_exponential": ("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"),
-            }
-            for tag, (code, message) in tag_codes.items():
-                if tag in d.tags:
-                    found.append(make_finding(code, message, **where))
+            found += [make_finding(code, message, **where, **data) for code, message, data in _verdict_finding(d, ctx)]
+            found += [make_finding(code, message, **where) for code, message in _tag_findings(d, ctx)]
         return found
+
+
+def _reference(m: LagMetrics) -> str:
+    return "its lag-0 value" if m.reference_lag == 0 else f"its value at lag {m.reference_lag}"
+
+
+def _verdict_finding(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str, dict[str, Any]]]:
+    cfg, m = ctx.config, d.metrics
+    if d.verdict == "non_finite":
+        at = f"from lag {m.first_nonfinite_lag}" if m.first_nonfinite_lag is not None else "in the output"
+        return [("GH003", f"NaN/Inf gradient {at}", {"first_nonfinite_lag": m.first_nonfinite_lag})]
+    if d.verdict == "exploding":
+        message = (
+            f"g(k) reaches {cfg.explode_threshold:g}x {_reference(m)} at lag {m.first_explode_lag} "
+            f"(peak {format_number(m.peak_gain)} at lag {m.peak_lag}; K = {cfg.seq_len})"
+        )
+        return [("GH002", message, {"first_explode_lag": m.first_explode_lag, "peak_gain": m.peak_gain})]
+    if d.verdict == "inconclusive":
+        message = (
+            f"g(k) drops below the {ctx.dtype_name} resolution floor ({format_number(m.relative_floor)} of "
+            f"{_reference(m)}) while still above eps = {cfg.eps:g}: the horizon is at least "
+            f"{format_number(m.horizon)} steps, which cannot tell vanishing from healthy at K = {cfg.seq_len}"
+        )
+        return [("GH008", message, {"horizon_lower_bound": m.horizon, "relative_floor": m.relative_floor})]
+    if d.verdict == "vanishing" and "no_gradient" not in d.tags:
+        message = (
+            f"gradient falls below {cfg.eps:g} of {_reference(m)} after {format_number(m.horizon)} steps, "
+            f"short of K = {cfg.seq_len} (half-life {format_number(m.half_life, ' steps')})"
+        )
+        return [("GH001", message, {"horizon": m.horizon, "half_life": m.half_life})]
+    return []
+
+
+def _tag_findings(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str]]:
+    m = d.metrics
+    found = []
+    if m.reference_lag > 0:
+        message = (
+            f"the output does not depend on the input at lags 0..{m.reference_lag - 1}: g(k) is normalised at lag "
+            f"{m.reference_lag}, the first lag with a gradient"
+        )
+        found.append(("GH009", message))
+    if "no_gradient" in d.tags:
+        found.append(("GH007", "every gradient of the output with respect to the input is exactly 0"))
+    if "transient_amplification" in d.tags:
+        message = f"g rises to {format_number(m.peak_gain)} at lag {m.peak_lag}, then decays"
+        found.append(("GH004", message))
+    if "unresolved_tail" in d.tags:
+        unresolved = m.max_lag + 1 - m.resolved_lags
+        message = (
+            f"{unresolved} lags fall below the {ctx.dtype_name} resolution floor ({format_number(m.relative_floor)} "
+            f"of {_reference(m)}) and are left out of the fits"
+        )
+        if m.horizon_censored or m.horizon_1e3_censored:
+            which = "horizon" if m.horizon_censored else "horizon@1e-3"
+            bound = m.horizon if m.horizon_censored else m.horizon_1e3
+            message += f"; the {which} is censored: at least {format_number(bound)} steps"
+        found.append(("GH005", message))
+    if "non_exponential" in d.tags:
+        found.append(("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"))
+    return found

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.render.text import format_number, sparkline
+from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number
+from gradhealth.render.text import sparkline
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
@@ -29,15 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render", "render_html", "verdict_sentence"]
 
-_VERDICT_COLORS = {
-    "healthy": ("#1a7f37", "#dafbe1"),
-    "vanishing": ("#9a6700", "#fff8c5"),
-    "exploding": ("#cf222e", "#ffebe9"),
-    "non_finite": ("#82071e", "#ffebe9"),
-    "pass": ("#1a7f37", "#dafbe1"),
-    "fail": ("#cf222e", "#ffebe9"),
-    "error": ("#82071e", "#ffebe9"),
-}
+_VERDICT_COLORS = {**VERDICT_COLORS, "pass": VERDICT_COLORS["healthy"], "fail": ("#cf222e", "#ffebe9")}
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; margin: 0;
@@ -170,6 +163,11 @@ def verdict_sentence(result: DirectionResult | Report, seq_len: int | None, eps:
             f"The gradient grows to {format_number(m.peak_gain)}× its lag-0 size (first past 100× at lag "
             f"{m.first_explode_lag}): updates will be dominated by distant inputs and training can diverge."
         )
+    if result.verdict == "inconclusive":
+        return (
+            f"The gradient drops below what the probe dtype resolves while still above ε = {eps:g}: the horizon is "
+            f"at least {format_number(m.horizon)} steps, which cannot tell healthy from vanishing at {k}."
+        )
     if result.verdict == "vanishing":
         return (
             f"The gradient falls below ε = {eps:g} of its lag-0 size after {format_number(m.horizon)} steps, short of "
@@ -200,8 +198,7 @@ def _badge(verdict: str) -> str:
 
 def _horizon(result: DirectionResult | Report) -> str:
     m = result.metrics
-    text = format_number(m.horizon, " steps")
-    return text if m.horizon_reached else f"&gt; K (≈ {escape(format_number(m.horizon))} extrapolated)"
+    return escape(format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored))
 
 
 def _metric_cells(result: DirectionResult | Report) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gradhealth.formatting import format_horizon, format_number
 from gradhealth.render.registry import NamedReport
-from gradhealth.render.text import format_number
 
 __all__ = ["COLUMNS", "render", "summary_rows"]
 
@@ -34,7 +34,7 @@ def summary_rows(reports: Sequence[NamedReport]) -> list[tuple[str, ...]]:
             continue
         for d in entry.report.directions:
             m = d.metrics
-            horizon = format_number(m.horizon) + ("" if m.horizon_reached else " (extrapolated)")
+            horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
             rows.append(
                 (
                     entry.name,

@@ -9,12 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from gradhealth.formatting import VERDICT_STYLES
 from gradhealth.render.markdown import COLUMNS, summary_rows
 from gradhealth.render.registry import NamedReport
 
 __all__ = ["render"]
-
-_STYLES = {"healthy": "green", "vanishing": "yellow", "exploding": "red", "non_finite": "bold red", "error": "red"}
 
 
 def render(reports: Sequence[NamedReport], **options: Any) -> str:
@@ -23,7 +22,7 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
     for row in summary_rows(reports):
-        style = _STYLES.get(row[2], "")
+        style = VERDICT_STYLES.get(row[2], "")
         gate_style = "red" if row[6].startswith("FAIL") else ""
         table.add_row(
             *row[:2],

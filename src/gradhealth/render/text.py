@@ -9,23 +9,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from gradhealth.formatting import format_horizon, format_number
+
 if TYPE_CHECKING:
     from gradhealth.report import DirectionResult, Report
 
-__all__ = ["format_number", "format_report", "sparkline"]
+__all__ = ["format_number", "format_report", "sparkline"]  # format_number: re-exported from gradhealth.formatting
 
 _BARS = "▁▂▃▄▅▆▇█"
-
-
-def format_number(value: float | None, unit: str = "", digits: int = 3) -> str:
-    """Human-readable number: ``None`` as ``n/a``, infinities as ``∞``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if math.isinf(value):
-        return ("∞" if value > 0 else "-∞") + unit
-    if float(value).is_integer() and abs(value) < 1e9:
-        return f"{int(value)}{unit}"
-    return f"{value:.{digits}g}{unit}"
 
 
 def sparkline(values: Sequence[float], *, width: int = 48, floor: float = 1e-12) -> str:
@@ -56,11 +47,11 @@ def sparkline(values: Sequence[float], *, width: int = 48, floor: float = 1e-12)
 
 def _direction_lines(result: DirectionResult, eps: float, label: str) -> list[str]:
     m = result.metrics
-    reached = "" if m.horizon_reached else " (not reached within K: extrapolated)"
+    horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored)
+    horizon_1e3 = format_horizon(m.horizon_1e3, reached=m.horizon_1e3_reached, censored=m.horizon_1e3_censored)
     lines = [
         f"{label}verdict: {result.verdict.upper()}" + (f"  [{', '.join(result.tags)}]" if result.tags else ""),
-        f"  horizon@{eps:g}: {format_number(m.horizon, ' steps')}{reached}   "
-        f"horizon@1e-3: {format_number(m.horizon_1e3, ' steps')}",
+        f"  horizon@{eps:g}: {horizon}   horizon@1e-3: {horizon_1e3}",
         f"  decay rate: {format_number(m.decay_rate, '/step')} (tail {format_number(m.decay_rate_tail, '/step')}, "
         f"R² {format_number(m.fit_r2)})   half-life: {format_number(m.half_life, ' steps')}",
         f"  peak: lag {m.peak_lag}, gain {format_number(m.peak_gain)}"

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.render.text import format_number
+from gradhealth.formatting import format_horizon, format_number
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
@@ -97,10 +97,10 @@ def _verdict_reason(result: DirectionResult, config: dict[str, Any]) -> str:
 
 def _measured(result: DirectionResult, eps: float) -> str:
     m = result.metrics
-    reached = "" if m.horizon_reached else " (extrapolated beyond K)"
+    horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored)
+    horizon_1e3 = format_horizon(m.horizon_1e3, reached=m.horizon_1e3_reached, censored=m.horizon_1e3_censored)
     return (
-        f"horizon@{eps:g} {format_number(m.horizon)} steps{reached}, "
-        f"horizon@1e-3 {format_number(m.horizon_1e3)} steps, "
+        f"horizon@{eps:g} {horizon}, horizon@1e-3 {horizon_1e3}, "
         f"decay rate {format_number(m.decay_rate)}/step (tail {format_number(m.decay_rate_tail)}, "
         f"R² {format_number(m.fit_r2)}), half-life {format_number(m.half_life)} steps, "
         f"peak gain {format_number(m.peak_gain)} at lag {m.peak_lag}"
