@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from gradhealth.adapters import Adapter
 from gradhealth.errors import ConfigError
 from gradhealth.findings import make_finding
+from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
 from gradhealth.probes._recurrent import GATE_NAMES, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
@@ -100,7 +101,7 @@ class ParameterGradientsResult:
 
 
 def _norm(t: torch.Tensor) -> float:
-    return float(t.detach().to(torch.float64).norm())
+    return float(sample_norms(t.detach().reshape(1, -1))[0])
 
 
 def _ratio(grad: float | None, weight: float) -> float | None:
@@ -154,13 +155,18 @@ class ParameterGradients(Probe):
                 p.requires_grad_(True)
             with torch.enable_grad():
                 for idx in chunks:
-                    loss = self._loss(ctx, batch, idx, task_name)
-                    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+                    saved = SavedDenormals()
+                    with saved:
+                        loss = self._loss(ctx, batch, idx, task_name)
+                    with backward_scope(ctx.device, flush=not saved.found):
+                        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
                     weight = len(idx) / size
                     loss_sum += weight * float(loss.detach())
                     present = [g.detach() for g in grads if g is not None]
                     split_norms.append(
-                        _norm(torch.stack([g.to(torch.float64).norm() for g in present])) if present else 0.0
+                        _norm(torch.stack([torch.tensor(_norm(g), dtype=torch.float64) for g in present]))
+                        if present
+                        else 0.0
                     )
                     for i, g in enumerate(grads):
                         if g is not None:

@@ -22,7 +22,7 @@ import torch
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
 from gradhealth.metrics import summarize_profile
-from gradhealth.probes._bptt import sample_norms
+from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
@@ -73,12 +73,18 @@ def _parts(state: Any) -> list[torch.Tensor]:
     return list(state) if isinstance(state, (tuple, list)) else [state]
 
 
-def state_norms(loss: torch.Tensor, states: list[Any], max_lag: int) -> list[torch.Tensor]:
-    """Per-sample norms ``[B, K + 1]`` of ∂L/∂s for each part of the state, lag 0 being the last state."""
+def state_norms(
+    loss: torch.Tensor, states: list[Any], max_lag: int, *, device: torch.device, flush: bool = False
+) -> list[torch.Tensor]:
+    """Per-sample norms ``[B, K + 1]`` of ∂L/∂s for each part of the state, lag 0 being the last state.
+
+    The backward pass flushes denormals when ``flush`` (pass False when the forward saved any: see
+    :class:`~gradhealth.probes._bptt.SavedDenormals`); the norms are taken outside that scope."""
     window = states[len(states) - 1 - max_lag :][::-1]
     tensors = [p for s in window for p in _parts(s)]
     n_parts = len(_parts(window[0]))
-    grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
+    with backward_scope(device, flush=flush):
+        grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
     norms = []
     for i in range(n_parts):
         cols = []
@@ -107,7 +113,9 @@ class StateGradients(Probe):
     def run(self, ctx: ProbeContext) -> StateGradientsResult:
         if unrolled_model(ctx.adapter) is not None:
             return self._run_unrolled(ctx)
-        found, notes = driven_runs(ctx, self.name, track_states=True)
+        saved = SavedDenormals()
+        with saved:
+            found, notes = driven_runs(ctx, self.name, track_states=True)
         profiles = []
         with torch.enable_grad():
             for layer, runs in found:
@@ -121,7 +129,9 @@ class StateGradients(Probe):
                         if run.weights.is_reverse != top.weights.is_reverse:
                             continue
                         names = ["h", "c"] if run.weights.kind == "LSTM" else ["h"]
-                        norms = state_norms(loss, run.states, ctx.config.seq_len)
+                        norms = state_norms(
+                            loss, run.states, ctx.config.seq_len, device=ctx.device, flush=not saved.found
+                        )
                         profiles += [
                             self._profile(ctx, run.weights.name, direction, n, s)
                             for n, s in zip(names, norms, strict=True)
@@ -137,7 +147,8 @@ class StateGradients(Probe):
         model = unrolled_model(ctx.adapter)
         assert model is not None
         inputs = ctx.make_batch(self.name).inputs
-        with input_gradients_only(ctx.module), torch.enable_grad():
+        saved = SavedDenormals()
+        with input_gradients_only(ctx.module), torch.enable_grad(), saved:
             state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
             states, y = [], None
             for t in range(inputs.shape[1]):
@@ -151,7 +162,8 @@ class StateGradients(Probe):
                 states.append(state)
             assert isinstance(y, torch.Tensor)
             v = ctx.randn(f"{self.name}/forward", tuple(y.shape), like=y)
-            norms = state_norms((y * v).sum(), states, ctx.config.seq_len)
+            loss = (y * v).sum()
+            norms = state_norms(loss, states, ctx.config.seq_len, device=ctx.device, flush=not saved.found)
         names = ["h"] if len(norms) == 1 else [f"state[{i}]" for i in range(len(norms))]
         return StateGradientsResult(
             [self._profile(ctx, "step", "forward", n, s) for n, s in zip(names, norms, strict=True)]
