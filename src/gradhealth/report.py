@@ -76,7 +76,9 @@ class LagMetrics:
     few resolved lags to fit. g(k) is normalised at ``reference_lag``: lag 0 (``normalization="lag0"``) or the
     first lag with a resolved, positive gradient (``"first_positive"``, for outputs that see the input only
     after a delay). ``relative_floor`` is the resolution floor as a fraction of G(reference_lag): g values at or
-    below it cannot be resolved.
+    below it cannot be resolved. ``intervals`` maps a metric's name (``horizon``, ``horizon_1e3``,
+    ``decay_rate``, ``decay_rate_tail``, ``timescale``, ``half_life``, ``peak_lag``, ``peak_gain``) to its
+    ``[low, high]`` interval at ``interval_level`` (see :mod:`gradhealth.uncertainty`).
     """
 
     horizon: float
@@ -99,6 +101,14 @@ class LagMetrics:
     horizon_censored: bool = False
     horizon_1e3_censored: bool = False
     relative_floor: float = 0.0
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    interval_level: float | None = None
+
+    @property
+    def horizon_ci(self) -> tuple[float, float] | None:
+        """The interval of ``horizon`` at ``interval_level`` (``None`` when none was computed)."""
+        pair = self.intervals.get("horizon")
+        return (pair[0], pair[1]) if pair else None
 
 
 @dataclass
