@@ -62,8 +62,8 @@ class LengthScan(Probe):
     name = "length_scan"
     description = "gradient norm versus sequence length, growth rate per step, first non-finite length"
 
-    #: sequence lengths, scanned in this order.
-    ladder: tuple[int, ...] = tuple(16 * 2**i for i in range(9))
+    #: sequence lengths, scanned in this order; ``None``: the audit's ``length_scan_lengths`` setting.
+    ladder: tuple[int, ...] | None = None
 
     def __init__(self, *, ladder: tuple[int, ...] | None = None) -> None:
         if ladder is not None:
@@ -73,7 +73,7 @@ class LengthScan(Probe):
         floor = resolution_floor(ctx.dtype_name)
         points: list[LengthPoint] = []
         stopped = "complete"
-        for length in self.ladder:
+        for length in self.ladder or ctx.config.length_scan_lengths:
             point = self._measure(ctx, length)
             points.append(point)
             if not point.is_finite:
