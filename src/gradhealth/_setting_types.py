@@ -5,7 +5,8 @@ marker argument, a Python argument). :meth:`ValueType.parse` accepts both; :meth
 values only, which is what the Python API gets. Problems are raised as :class:`InvalidValueError` with the rule that was
 broken ("must be an integer >= 1"); :class:`gradhealth.settings.Setting` adds the name, the value and the source.
 
-Standard library only: the pytest plugin reads the settings table at start-up.
+Standard library only, and plain classes rather than dataclasses: the pytest plugin reads the settings table at
+start-up, where every millisecond counts (a frozen dataclass costs about 2 ms to define).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,16 +54,33 @@ def did_you_mean(word: str, candidates: Sequence[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-@dataclass(frozen=True)
 class ValueType:
     """The base of every value type: text is converted by :meth:`from_text`, then every value is validated.
+
+    Value types are immutable by convention; two compare equal when their class and parameters are equal.
 
     Attributes:
         optional: ``None`` (or the text ``none``/``auto``/empty) means "not set".
     """
 
-    optional: bool = False
+    __slots__ = ("optional",)
     metavar: ClassVar[str] = "TEXT"
+
+    def __init__(self, *, optional: bool = False) -> None:
+        self.optional = optional
+
+    def _parameters(self) -> tuple[tuple[str, Any], ...]:
+        names = [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
+        return tuple((n, getattr(self, n)) for n in names)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in self._parameters())})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._parameters() == other._parameters()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._parameters()))
 
     @property
     def choices(self) -> tuple[str, ...] | None:
@@ -100,12 +117,15 @@ class ValueType:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class Integer(ValueType):
     """A whole number ``>= minimum``; floats and booleans are refused, also ``2.0``."""
 
-    minimum: int = 0
+    __slots__ = ("minimum",)
     metavar: ClassVar[str] = "N"
+
+    def __init__(self, *, minimum: int = 0, optional: bool = False) -> None:
+        super().__init__(optional=optional)
+        self.minimum = minimum
 
     @property
     def problem(self) -> str:
@@ -123,17 +143,29 @@ class Integer(ValueType):
         return value
 
 
-@dataclass(frozen=True)
 class Number(ValueType):
-    """A real number within bounds (open or closed); NaN is always refused, infinity unless ``allow_infinite``."""
+    """A real number within bounds (open or closed); NaN is always refused, infinity unless ``allow_infinite``.
 
-    low: float = -math.inf
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-    allow_infinite: bool = False
-    rule: str | None = None
+    ``rule`` replaces the generated problem text ("must be a number of steps >= 0").
+    """
+
+    __slots__ = ("allow_infinite", "high", "high_open", "low", "low_open", "rule")
     metavar: ClassVar[str] = "X"
+
+    def __init__(
+        self,
+        *,
+        low: float = -math.inf,
+        high: float = math.inf,
+        low_open: bool = False,
+        high_open: bool = False,
+        allow_infinite: bool = False,
+        rule: str | None = None,
+        optional: bool = False,
+    ) -> None:
+        super().__init__(optional=optional)
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.allow_infinite, self.rule = allow_infinite, rule
 
     @property
     def problem(self) -> str:
@@ -165,10 +197,10 @@ class Number(ValueType):
         return number
 
 
-@dataclass(frozen=True)
 class Boolean(ValueType):
     """``true``/``false`` (also ``1/0``, ``yes/no``, ``on/off``, any case) or a real bool; nothing else."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "BOOL"
 
     @property
@@ -189,12 +221,15 @@ class Boolean(ValueType):
         return value
 
 
-@dataclass(frozen=True)
 class Choice(ValueType):
     """One of a fixed list of names (``auto`` stands for "not set" when optional)."""
 
-    names: tuple[str, ...] = ()
+    __slots__ = ("names",)
     metavar: ClassVar[str] = "NAME"
+
+    def __init__(self, *, names: tuple[str, ...], optional: bool = False) -> None:
+        super().__init__(optional=optional)
+        self.names = names
 
     @property
     def choices(self) -> tuple[str, ...]:
@@ -208,9 +243,10 @@ class Choice(ValueType):
         return value
 
 
-@dataclass(frozen=True)
 class Text(ValueType):
     """A non-empty string (a name checked later against a registry: a task, a device, a format)."""
+
+    __slots__ = ()
 
     def validate(self, value: object) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -218,10 +254,10 @@ class Text(ValueType):
         return value.strip()
 
 
-@dataclass(frozen=True)
 class FilePath(ValueType):
     """A file or folder path (not opened here)."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "PATH"
 
     def from_text(self, text: str) -> object:
@@ -242,10 +278,10 @@ def _items(value: object) -> list[Any] | None:
     return None
 
 
-@dataclass(frozen=True)
 class NameList(ValueType):
     """Names, comma-separated or a list (for a repeatable flag)."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "NAME"
 
     def parse(self, raw: object) -> Any:
@@ -258,12 +294,15 @@ class NameList(ValueType):
         return tuple(item.strip() for item in items)
 
 
-@dataclass(frozen=True)
 class IntList(ValueType):
     """Integers ``>= minimum``, comma-separated or a list; at least one."""
 
-    minimum: int = 1
+    __slots__ = ("minimum",)
     metavar: ClassVar[str] = "N,N,..."
+
+    def __init__(self, *, minimum: int = 1, optional: bool = False) -> None:
+        super().__init__(optional=optional)
+        self.minimum = minimum
 
     @property
     def problem(self) -> str:
@@ -284,12 +323,15 @@ class IntList(ValueType):
         return tuple(items or ())
 
 
-@dataclass(frozen=True)
 class ProbeSet(ValueType):
     """A preset name, or probe names (comma-separated or a list; checked against the registry when run)."""
 
-    presets: tuple[str, ...] = ()
+    __slots__ = ("presets",)
     metavar: ClassVar[str] = "PRESET|NAMES"
+
+    def __init__(self, *, presets: tuple[str, ...], optional: bool = False) -> None:
+        super().__init__(optional=optional)
+        self.presets = presets
 
     @property
     def problem(self) -> str:
@@ -312,10 +354,10 @@ class ProbeSet(ValueType):
         return tuple(items)
 
 
-@dataclass(frozen=True)
 class Verdicts(ValueType):
     """Verdict names, comma-separated or a list (``fail_on``)."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "VERDICTS"
 
     @property
@@ -335,10 +377,10 @@ class Verdicts(ValueType):
         return frozenset(names)
 
 
-@dataclass(frozen=True)
 class HorizonDropText(ValueType):
     """``"20%"`` of the baseline horizon or a number of steps; parsed to a :class:`~gradhealth.gates.HorizonDrop`."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "PCT|STEPS"
 
     def validate(self, value: object) -> Any:
@@ -355,10 +397,10 @@ class HorizonDropText(ValueType):
             raise InvalidValueError(exc.problem) from None
 
 
-@dataclass(frozen=True)
 class JsonObject(ValueType):
     """A JSON object (text) or a dict."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "JSON"
 
     def from_text(self, text: str) -> object:
@@ -375,10 +417,10 @@ class JsonObject(ValueType):
         return value
 
 
-@dataclass(frozen=True)
 class FactorySpec(ValueType):
     """``package.module:factory``: the shape only; importing it is the CLI's job, just before it is used."""
 
+    __slots__ = ()
     metavar: ClassVar[str] = "MODULE:FACTORY"
 
     def validate(self, value: object) -> str:

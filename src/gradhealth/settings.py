@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from gradhealth._setting_types import (
     Boolean,
@@ -134,14 +133,13 @@ _CLI_ONLY = frozenset({CLI})
 _PYTEST_ONLY = frozenset({PYTEST})
 
 
-@dataclass(frozen=True)
-class FaceDefault:
+class FaceDefault(NamedTuple):
     """A face's own default for one setting, and why it may differ (it must not change any number).
 
     Attributes:
         face: the face whose default this is.
         value: the default there.
-        reason: why, shown in the docs and by ``--verbose``-style listings.
+        reason: why, shown in the docs.
     """
 
     face: str
@@ -149,9 +147,8 @@ class FaceDefault:
     reason: str
 
 
-@dataclass(frozen=True)
 class Setting:
-    """One setting: what it is, how it is parsed, its default, and where it can be given.
+    """One setting: what it is, how it is parsed, its default, and where it can be given (immutable by convention).
 
     Attributes:
         name: the one name (``seq_len``); faces derive theirs from it (``--seq-len``, ``GRADHEALTH_SEQ_LEN``).
@@ -168,16 +165,40 @@ class Setting:
         default_text: how the default reads in help texts when the value alone does not say it (``None``).
     """
 
-    name: str
-    type: ValueType
-    default: Any
-    help: str
-    faces: frozenset[str]
-    group: str
-    face_defaults: tuple[FaceDefault, ...] = ()
-    runs_code: bool = False
-    short_flags: tuple[str, ...] = ()
-    default_text: str | None = None
+    # A plain class, not a dataclass: the pytest plugin imports the table at start-up (see _setting_types).
+    __slots__ = (
+        "default",
+        "default_text",
+        "face_defaults",
+        "faces",
+        "group",
+        "help",
+        "name",
+        "runs_code",
+        "short_flags",
+        "type",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        type: ValueType,
+        default: Any,
+        help: str,
+        faces: frozenset[str],
+        group: str,
+        *,
+        face_defaults: tuple[FaceDefault, ...] = (),
+        runs_code: bool = False,
+        short_flags: tuple[str, ...] = (),
+        default_text: str | None = None,
+    ) -> None:
+        self.name, self.type, self.default, self.help = name, type, default, help
+        self.faces, self.group, self.face_defaults = faces, group, face_defaults
+        self.runs_code, self.short_flags, self.default_text = runs_code, short_flags, default_text
+
+    def __repr__(self) -> str:
+        return f"Setting({self.name!r}, {self.type!r}, default={self.default!r})"
 
     @property
     def choices(self) -> tuple[str, ...] | None:
@@ -635,19 +656,24 @@ def _known(key: str, name: str, face: str, source: str) -> Setting:
     return setting
 
 
-@dataclass(frozen=True)
 class Resolved:
     """Settings of one face after precedence: every value, and the source of each one given explicitly.
 
     Attributes:
         face: the face resolved for (its face-specific defaults apply).
-        values: ``{name: typed value}`` for every setting the face carries.
-        sources: ``{name: source}`` for the values given explicitly; the rest are defaults.
+        values: ``{name: typed value}`` for every setting the face carries (read-only).
+        sources: ``{name: source}`` for the values given explicitly; the rest are defaults (read-only).
     """
 
-    face: str
-    values: Mapping[str, Any]
-    sources: Mapping[str, str] = field(default_factory=dict)
+    __slots__ = ("face", "sources", "values")
+
+    def __init__(self, face: str, values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+        self.face = face
+        self.values: Mapping[str, Any] = MappingProxyType(dict(values))
+        self.sources: Mapping[str, str] = MappingProxyType(dict(sources))
+
+    def __repr__(self) -> str:
+        return f"Resolved({self.face!r}, explicit={dict(self.sources)!r})"
 
     def source(self, name: str) -> str:
         """Where a value came from: its source, or ``default`` / ``pytest default``."""
@@ -693,7 +719,7 @@ def resolve(face: str, layers: Iterable[Layer] = ()) -> Resolved:
         for name, (value, source) in layer.items():
             values[name] = value
             sources[name] = source
-    return Resolved(face, MappingProxyType(values), MappingProxyType(sources))
+    return Resolved(face, values, sources)
 
 
 def check_horizon_within_reach(resolved: Resolved) -> None:
