@@ -12,7 +12,7 @@ import pytest
     "statement",
     [
         "import gradhealth",
-        "import gradhealth.report, gradhealth.gates, gradhealth.errors, gradhealth.config",
+        "import gradhealth.report, gradhealth.gates, gradhealth.errors, gradhealth.config, gradhealth.settings",
         "import gradhealth; gradhealth.Report; gradhealth.ConfigError",
         "import gradhealth.render.text",
     ],

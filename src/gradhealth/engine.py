@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -33,36 +34,45 @@ __all__ = ["audit", "run_audit"]
 def audit(
     model: Any,
     *,
-    seq_len: int,
+    seq_len: int | None = None,
     input_size: int | None = None,
-    batch_size: int = 32,
-    task: str = "noise",
-    input_scale: float = 1.0,
+    batch_size: int | None = None,
+    task: str | None = None,
+    input_scale: float | None = None,
     burn_in: int | None = None,
-    eps: float = 1e-2,
-    seed: int = 0,
+    eps: float | None = None,
+    seed: int | None = None,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
-    probes: str | list[str] | tuple[str, ...] | None = None,
+    probes: str | Sequence[str] | None = None,
+    length_scan_lengths: Sequence[int] | None = None,
+    lyapunov_top_k: int | None = None,
+    gradient_splits: int | None = None,
     layout: Layout | None = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
 
+    Every setting left at ``None`` takes the default of the settings table (:mod:`gradhealth.settings`), the
+    same on every face (the CLI, the pytest plugin): the defaults are shown in brackets.
+
     Args:
         model: an ``nn.RNN/LSTM/GRU``, a ``*Cell``, a :class:`gradhealth.Unrolled` step function, a token-id
             model, or any module/callable mapping ``[B, T, D]`` to ``[B, T, O]`` (see ``layout``).
-        seq_len: the dependency length K; lags 0..K are probed.
-        input_size: features per step; inferred from the model where it tells.
-        batch_size: number of probe sequences.
-        task: input task: ``noise`` (default), ``impulse``, ``copy``, ``adding``, ``delayed_recall``.
-        input_scale: input standard deviation s.
-        burn_in: steps before the probed window (default K: lags measured in steady state).
-        eps: horizon threshold ε (1e-3 is always reported too).
-        seed: seeds every random draw; same arguments give the same numbers, bit for bit on CPU.
-        dtype: probe dtype; default float64 on CPU (falling back to float32 if the model fails in float64),
-            float32 elsewhere.
-        device: probe device; default the model's own.
-        probes: a preset (``quick``, ``standard``, ``thorough``) or a list of probe names.
+        seq_len: the dependency length K; lags 0..K are probed [100].
+        input_size: features per step [inferred from the model where it tells].
+        batch_size: number of probe sequences [32].
+        task: input task: ``noise``, ``impulse``, ``copy``, ``adding``, ``delayed_recall`` [``noise``].
+        input_scale: input standard deviation s [1.0].
+        burn_in: steps before the probed window [K: lags measured in steady state].
+        eps: horizon threshold ε; 1e-3 is always reported too [0.01].
+        seed: seeds every random draw; same arguments give the same numbers, bit for bit on CPU [0].
+        dtype: probe dtype [float64 on CPU, falling back to float32 if the model fails in float64; float32
+            elsewhere].
+        device: probe device [the model's own].
+        probes: a preset (``quick``, ``standard``, ``thorough``) or probe names [``standard``].
+        length_scan_lengths: sequence lengths of the ``length_scan`` probe [16, 32, ..., 4096].
+        lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
+        gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
         layout: how to call the model and read its output, where gradhealth cannot tell.
 
     Returns:
@@ -79,19 +89,23 @@ def audit(
         >>> report.verdict
         'vanishing'
     """
-    config = AuditConfig(
-        seq_len=seq_len,
-        input_size=input_size,
-        batch_size=batch_size,
-        task=task,
-        input_scale=input_scale,
-        burn_in=burn_in,
-        eps=eps,
-        seed=seed,
-        dtype=_dtype_name(dtype),
-        device=str(device) if device is not None else None,
-        probes=_probes_setting(probes),
-    )
+    given: dict[str, Any] = {
+        "seq_len": seq_len,
+        "input_size": input_size,
+        "batch_size": batch_size,
+        "task": task,
+        "input_scale": input_scale,
+        "burn_in": burn_in,
+        "eps": eps,
+        "seed": seed,
+        "dtype": _dtype_name(dtype),
+        "device": str(device) if device is not None else None,
+        "probes": _probes_setting(probes),
+        "length_scan_lengths": length_scan_lengths,
+        "lyapunov_top_k": lyapunov_top_k,
+        "gradient_splits": gradient_splits,
+    }
+    config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
     return run_audit(model, config, layout)
 
 
@@ -101,11 +115,11 @@ def _dtype_name(dtype: str | torch.dtype | None) -> str | None:
     return dtype
 
 
-def _probes_setting(probes: str | list[str] | tuple[str, ...] | None) -> str | tuple[str, ...]:
+def _probes_setting(probes: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
     from gradhealth.config import PRESETS
 
     if probes is None:
-        return "standard"
+        return None
     if isinstance(probes, str):
         return probes if probes in PRESETS else (probes,)
     return tuple(probes)

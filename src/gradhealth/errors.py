@@ -28,6 +28,7 @@ class ConfigError(GradhealthError, ValueError):
     def __init__(self, name: str, value: object, problem: str, *, source: str = "argument") -> None:
         self.name = name
         self.value = value
+        self.problem = problem
         self.source = source
         super().__init__(f"invalid {name} {value!r} from {source}: {problem}")
 

@@ -4,11 +4,13 @@ Importing this module loads neither torch nor numpy nor the engine: every hook f
 in use (a setting given, a test that audits) and imports inside the function, so a test run that never audits
 pays only for option registration. ``-p no:gradhealth`` disables the plugin.
 
-Settings are resolved per test, highest first: ``@pytest.mark.gradhealth(...)`` > ``--gradhealth-*`` options >
-``GRADHEALTH_*`` environment variables > ``gradhealth_*`` ini keys (see :mod:`gradhealth.testing._settings`).
-Every audit made through the fixture or :mod:`gradhealth.testing` during a test is recorded: as a JUnit XML
-property, in the terminal summary and in the ``--gradhealth-report`` JSON file (gathered from pytest-xdist workers
-on the controller, written once).
+Options, ini keys, environment variables and marker arguments are made from the settings table
+(:mod:`gradhealth.settings`). Settings are resolved per test, highest first: call arguments >
+``@pytest.mark.gradhealth(...)`` > ``--gradhealth-*`` options > ``GRADHEALTH_*`` environment variables >
+``gradhealth_*`` ini keys > defaults. Every audit made through the fixture or :mod:`gradhealth.testing` during a
+test is recorded: as a JUnit XML property, in the terminal summary and in the ``--gradhealth-report`` JSON file
+(gathered from pytest-xdist workers on the controller, written once). ``--gradhealth-skip`` skips every gradient
+test.
 """
 
 from __future__ import annotations
@@ -19,74 +21,131 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from gradhealth.testing._settings import (
-    HELP,
-    MARKER_HELP,
-    REPORT_HELP,
-    SETTINGS,
-    env_name,
-    ini_name,
-    option_name,
-)
+from gradhealth import settings as table
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from gradhealth.report import Report
     from gradhealth.testing._auditor import Auditor
-    from gradhealth.testing._settings import Settings
 
-__all__ = ["active_item", "item_settings", "record_audit"]
+__all__ = ["active_item", "item_settings", "record_audit", "session_settings"]
 
 _WORKEROUTPUT_KEY = "gradhealth_audits"
 _PROPERTY = "gradhealth"
+_MARKER = "gradhealth"
 
 #: Layers parsed at configure time, lowest first: ini keys, environment variables, command-line options.
-_LAYERS = pytest.StashKey[list[dict[str, tuple[Any, str]]]]()
+_LAYERS = pytest.StashKey[list[table.Layer]]()
 #: Every audit of the session (entries of the JSON report), in the order recorded.
 _AUDITS = pytest.StashKey[list[dict[str, Any]]]()
-_ITEM_SETTINGS = pytest.StashKey["Settings"]()
+_ITEM_SETTINGS = pytest.StashKey[table.Resolved]()
 
 # Items being run, innermost last: a stack, because pytester runs a whole session inside a test.
 _running: list[pytest.Item] = []
 
 
+def _marker_help() -> str:
+    names = ", ".join(s.name for s in table.carried_by(table.MARKER))
+    return (
+        "gradhealth(**settings): gradient-health audit settings for this test, e.g. seq_len=512, min_horizon=256, "
+        f"fail_on='exploding'. Settings: {names}. They override --gradhealth-* options, GRADHEALTH_* environment "
+        "variables and gradhealth_* ini keys; the `gradhealth` fixture and gradhealth.testing use them."
+    )
+
+
+def _help(setting: table.Setting) -> str:
+    return f"{setting.help} (default: {setting.describe_default(table.PYTEST)})."
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("gradhealth", "gradient health of recurrent models (gradhealth)")
-    for name in SETTINGS:
-        group.addoption(option_name(name), dest=ini_name(name), default=None, metavar=name.upper(), help=HELP[name])
-        parser.addini(ini_name(name), HELP[name])
-    group.addoption("--gradhealth-report", dest="gradhealth_report", default=None, metavar="PATH", help=REPORT_HELP)
-    parser.addini("gradhealth_report", REPORT_HELP)
+    for setting in table.carried_by(table.PYTEST):
+        if setting.is_flag:
+            group.addoption(
+                setting.pytest_option, dest=setting.ini_key, action="store_true", default=None, help=_help(setting)
+            )
+        else:
+            group.addoption(
+                setting.pytest_option,
+                dest=setting.ini_key,
+                default=None,
+                metavar=setting.name.upper(),
+                help=_help(setting),
+            )
+        parser.addini(setting.ini_key, _help(setting))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", MARKER_HELP)
+    # A suite that must also collect with -p no:gradhealth declares the marker in its own ini file (pytest cannot
+    # let a disabled plugin register it); that declaration stands, and ours is not added twice.
+    if not any(_declares_marker(line) for line in config.getini("markers")):
+        config.addinivalue_line("markers", _marker_help())
     config.stash[_AUDITS] = []
     config.stash[_LAYERS] = _configured_layers(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(config), "gradhealth-xdist")
 
 
-def _configured_layers(config: pytest.Config) -> list[dict[str, tuple[Any, str]]]:
-    """Parse the ini, environment and option layers; raw values are only imported-and-parsed when present."""
-    raw_ini = {name: value for name in SETTINGS if (value := config.getini(ini_name(name)))}
-    raw_env = {name: os.environ[env_name(name)] for name in SETTINGS if env_name(name) in os.environ}
-    raw_opt = {name: value for name in SETTINGS if (value := getattr(config.option, ini_name(name))) is not None}
+def _declares_marker(line: str) -> bool:
+    return line.split(":", 1)[0].split("(", 1)[0].strip() == _MARKER
+
+
+def _configured_layers(config: pytest.Config) -> list[table.Layer]:
+    """Parse the ini, environment and option layers (empty values count as not set)."""
+    carried = table.carried_by(table.PYTEST)
+    raw_ini = {s.name: value for s in carried if (value := config.getini(s.ini_key))}
+    raw_env = {s.name: value for s in carried if (value := os.environ.get(s.env_var))}
+    raw_opt = {s.name: value for s in carried if (value := getattr(config.option, s.ini_key)) is not None}
     if not (raw_ini or raw_env or raw_opt):
         return []
     from gradhealth.errors import GradhealthError
-    from gradhealth.testing._settings import parse_layer
 
     inifile = config.inipath.name if config.inipath else "ini file"
     try:
         return [
-            parse_layer(raw_ini, lambda n: f"ini key {ini_name(n)} in {inifile}"),
-            parse_layer(raw_env, lambda n: f"environment variable {env_name(n)}"),
-            parse_layer(raw_opt, lambda n: f"option {option_name(n)}"),
+            table.parse_layer(raw_ini, face=table.PYTEST, source=lambda n: f"ini key {_ini(n)} in {inifile}"),
+            table.parse_layer(raw_env, face=table.PYTEST, source=lambda n: f"environment variable {_env(n)}"),
+            table.parse_layer(raw_opt, face=table.PYTEST, source=lambda n: f"option {_option(n)}"),
         ]
     except GradhealthError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _ini(name: str) -> str:
+    return table.SETTINGS[name].ini_key
+
+
+def _env(name: str) -> str:
+    return table.SETTINGS[name].env_var
+
+
+def _option(name: str) -> str:
+    return table.SETTINGS[name].pytest_option
+
+
+def session_settings(config: pytest.Config) -> table.Resolved:
+    """The session's settings: ini keys, environment variables and options over the defaults."""
+    layers: list[table.Layer] = config.stash.get(_LAYERS, [])
+    return table.resolve(table.PYTEST, layers)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"gradhealth: {line}" for line in session_settings(config).lines(explicit_only=True)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = session_settings(config)
+    if not settings.values["skip"]:
+        return
+    skip = pytest.mark.skip(reason=_skip_reason(settings))
+    for item in items:
+        if item.get_closest_marker(_MARKER) is not None or _MARKER in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
+
+
+def _skip_reason(settings: table.Resolved) -> str:
+    return f"gradient-health tests skipped ({settings.source('skip')})"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -103,7 +162,7 @@ def active_item() -> pytest.Item | None:
     return _running[-1] if _running else None
 
 
-def item_settings(item: pytest.Item) -> Settings:
+def item_settings(item: pytest.Item) -> table.Resolved:
     """The settings of one test: its markers (closest wins) over the session's options, env and ini layers.
 
     Raises:
@@ -112,17 +171,17 @@ def item_settings(item: pytest.Item) -> Settings:
     if _ITEM_SETTINGS in item.stash:
         return item.stash[_ITEM_SETTINGS]
     from gradhealth.errors import ConfigError
-    from gradhealth.testing._settings import merge, parse_layer
 
     source = f"marker on {item.name}"
     marker_layers = []
-    for marker in reversed(list(item.iter_markers("gradhealth"))):
+    for marker in reversed(list(item.iter_markers(_MARKER))):
         if marker.args:
             raise ConfigError(
                 "marker arguments", marker.args, "use keywords, e.g. gradhealth(seq_len=64)", source=source
             )
-        marker_layers.append(parse_layer(marker.kwargs, lambda n: source))
-    settings = merge([*item.config.stash.get(_LAYERS, []), *marker_layers])
+        marker_layers.append(table.parse_layer(marker.kwargs, face=table.MARKER, source=source))
+    layers: list[table.Layer] = item.config.stash.get(_LAYERS, [])
+    settings = table.resolve(table.PYTEST, [*layers, *marker_layers])
     item.stash[_ITEM_SETTINGS] = settings
     return settings
 
@@ -177,8 +236,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _report_path(config: pytest.Config) -> Path | None:
-    raw = config.getoption("gradhealth_report") or config.getini("gradhealth_report")
-    return config.invocation_params.dir / raw if raw else None
+    path = session_settings(config).values["report"]
+    return config.invocation_params.dir / path if path is not None else None
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -186,7 +245,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     path = _report_path(config)
     if not audits and path is None:
         return
-    from gradhealth.render.text import format_number
+    from gradhealth.formatting import format_horizon, format_number
     from gradhealth.report import decode_floats
 
     terminalreporter.write_sep("=", "gradhealth")
@@ -194,7 +253,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for entry in sorted(audits, key=lambda e: e["nodeid"]):
         report = decode_floats(entry["report"])
         m = report["metrics"]
-        horizon = format_number(m["horizon"], " steps") + ("" if m["horizon_reached"] else " (extrapolated)")
+        horizon = format_horizon(
+            m["horizon"], reached=m["horizon_reached"], censored=m.get("horizon_censored", False)
+        )
         rate = format_number(m["decay_rate"], "/step")
         rows.append((entry["nodeid"], entry["model"], report["verdict"], f"horizon {horizon}", f"decay rate {rate}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else []

@@ -38,7 +38,9 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 
-    def invoke(*args: Any, env: dict[str, str] | None = None) -> Result:
+    def invoke(*args: Any, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
         return runner.invoke(app, [str(a) for a in args], env=env)
 
     return invoke

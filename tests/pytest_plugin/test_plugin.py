@@ -84,7 +84,7 @@ def test_failure_message_line_by_line(suite: pytest.Pytester) -> None:
         [
             "E       AssertionError: gradhealth: assert_no_vanishing(over=16) failed for LinearRecurrence",
             "E       verdict: VANISHING",
-            "E       failed: verdict vanishing is in fail-on (non_finite, vanishing)",
+            "E       failed: verdict vanishing is in fail-on (inconclusive, non_finite, vanishing)",
             "E         because horizon@0.01 = 7 steps <= K = 16: the gradient fades before the dependency",
             "E       measured: horizon@0.01 7 steps, horizon@1e-3 10 steps, "
             "decay rate -0.693/step (tail -0.693, R² 1)*",
@@ -206,7 +206,7 @@ def test_bad_marker_values_error_the_test(suite: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "invalid seq_len 'abc' from marker on test_lstm: must be an integer >= 1",
-            "invalid setting 'seqlen' from marker on test_typo: unknown gradhealth setting; known settings: seq_len,*",
+            "invalid setting 'seqlen' from marker on test_typo: unknown gradhealth setting; did you mean seq_len?",
             "invalid marker arguments (16,) from marker on test_positional: use keywords*",
         ]
     )
@@ -231,12 +231,12 @@ def test_marker_registered_under_strict_markers(pytester: pytest.Pytester) -> No
 
 
 def test_help_shares_texts_between_option_and_ini(suite: pytest.Pytester) -> None:
-    from gradhealth.testing._settings import HELP
+    from gradhealth.settings import SETTINGS
 
     result = suite.runpytest("--help")
     result.stdout.fnmatch_lines(["gradient health of recurrent models (gradhealth):", "*--gradhealth-seq-len=SEQ_LEN*"])
     result.stdout.fnmatch_lines(["*gradhealth_seq_len (string):*"])
-    assert result.stdout.str().count(HELP["seq_len"].split(":")[0]) >= 2
+    assert result.stdout.str().count(SETTINGS["seq_len"].help.split(":")[0]) >= 2
 
 
 def test_disabled_with_p_no_gradhealth(pytester: pytest.Pytester) -> None:

@@ -30,10 +30,19 @@ def test_memory_horizon_needs_a_bound() -> None:
         ght.assert_memory_horizon(reference.DelayLine(2, 3))
 
 
-def test_memory_horizon_measures_up_to_at_least_by_default() -> None:
-    # rho = 0.99: K grows to at_least, so the bound is decided by the measured g(400) = 0.018 >= ε; beyond K the
-    # horizon is extrapolated along the tail rate: ln(0.01) / ln(0.99).
-    report = ght.assert_memory_horizon(reference.LinearRecurrence(2, 0.99), at_least=400, **SMALL)
+def test_memory_horizon_beyond_seq_len_is_refused_not_extrapolated() -> None:
+    with pytest.raises(ConfigError) as info:
+        ght.assert_memory_horizon(reference.LinearRecurrence(2, 0.99), at_least=400, **SMALL)
+    assert str(info.value) == (
+        "invalid min_horizon 400 from argument at_least=: beyond seq_len 100 (from default): the gate would be "
+        "decided by extrapolation; set seq_len >= 400"
+    )
+
+
+def test_memory_horizon_at_seq_len_is_measured() -> None:
+    # rho = 0.99 at K = 400: the bound is decided by the measured g(400) = 0.018 >= ε; beyond K the horizon is
+    # extrapolated along the tail rate: ln(0.01) / ln(0.99).
+    report = ght.assert_memory_horizon(reference.LinearRecurrence(2, 0.99), at_least=400, seq_len=400, **SMALL)
     assert report.config["seq_len"] == 400
     assert not report.metrics.horizon_reached
     assert report.metrics.horizon == pytest.approx(math.log(0.01) / math.log(0.99), rel=1e-9)

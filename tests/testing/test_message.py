@@ -31,3 +31,19 @@ def test_plot_of_a_growing_profile_starts_at_its_peak_decade() -> None:
     lines = profile_plot(g, eps=1e-2)
     assert lines[0] == "  1e+03 │"  # 304 < 1000: an empty row
     assert lines[1] == "  1e+02 │" + " " * 24 + "█" * 7  # lags 48..60 (buckets of 2) reach 100 from lag 49
+
+
+def test_reproduce_call_names_a_probe_option_only_when_it_is_not_the_default() -> None:
+    import torch
+
+    import gradhealth
+    from gradhealth.testing._message import reproduce_call
+
+    model = torch.nn.GRU(2, 3, batch_first=True)
+    plain = gradhealth.audit(model, seq_len=8, batch_size=2, probes="quick")
+    assert "lyapunov_top_k" not in reproduce_call(plain)
+    tuned = gradhealth.audit(model, seq_len=8, batch_size=2, probes="quick", lyapunov_top_k=2, gradient_splits=2)
+    call = reproduce_call(tuned)
+    assert call.endswith("probes='quick', lyapunov_top_k=2, gradient_splits=2)")
+    again = eval(call, {"gradhealth": gradhealth, "model": model})
+    assert again.config == tuned.config

@@ -2,7 +2,7 @@
 
 Each command lives in its own module of this package and is added by :func:`build_app`; command modules import
 nothing heavy at module level, so ``gradhealth --help`` never imports torch. Exit codes: 0 healthy / all gates
-passed, 1 a gate failed, 2 bad usage or an input that cannot be audited.
+passed, 1 a gate failed, 2 bad usage, an input that cannot be audited, or an internal error (never 1).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from gradhealth._version import __version__
+from gradhealth.cli._common import guard_internal_errors
 
 __all__ = ["COMMAND_MODULES", "EXIT_BAD_INPUT", "EXIT_GATE_FAILED", "EXIT_OK", "app", "build_app", "main"]
 
@@ -88,6 +89,9 @@ def build_app() -> typer.Typer:
                 continue
             raise
         module.register(app)
+    for command in app.registered_commands:
+        if command.callback is not None:
+            command.callback = guard_internal_errors(command.callback)
     return app
 
 

@@ -1,4 +1,4 @@
-"""What the commands share: settings from ``[tool.gradhealth]``, input expansion, clean errors and output.
+"""What the commands share: input expansion, clean errors (expected and unexpected) and output.
 
 Standard library and typer only: ``gradhealth --help`` imports this module and must not import torch.
 """
@@ -6,40 +6,37 @@ Standard library and typer only: ``gradhealth --help`` imports this module and m
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
-import importlib
 import sys
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from gradhealth.errors import ConfigError, GradhealthError
+from gradhealth.errors import GradhealthError
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
-    "PYPROJECT_TABLE",
-    "Settings",
     "clean_errors",
     "die",
     "expand_inputs",
-    "find_pyproject",
-    "load_settings",
+    "guard_internal_errors",
+    "one_line",
     "write_output",
 ]
 
-PYPROJECT_TABLE = "tool.gradhealth"
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: File endings collected from a folder given as input (a folder with config.json is one checkpoint).
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pt2", ".pkl")
 
 
-def die(message: str, code: int = 2) -> NoReturn:
+def die(message: str, code: int = 2, *, prefix: str = "gradhealth: error: ") -> NoReturn:
     """Print one line to stderr and exit (2: bad usage or input)."""
-    typer.echo(f"gradhealth: error: {message}", err=True)
+    typer.echo(f"{prefix}{message}", err=True)
     raise typer.Exit(code)
 
 
@@ -54,63 +51,38 @@ def clean_errors(debug: bool) -> Iterator[None]:
         die(one_line(exc))
 
 
+def _passes_through(exc: BaseException) -> bool:
+    """Typer's and click's own exits and usage errors: they already carry their exit code and message."""
+    names = {cls.__module__.split(".", 1)[0] for cls in type(exc).__mro__}
+    return isinstance(exc, (typer.Exit, typer.Abort)) or bool(names & {"click", "typer"})
+
+
+def guard_internal_errors(func: F) -> F:
+    """Make any unexpected exception of a command exit 2 with one line, never 1 (which means "a gate failed").
+
+    ``--debug`` (when the command has it) prints the traceback too.
+    """
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            if _passes_through(exc):
+                raise
+            hint = " (run with --debug for the traceback)" if "debug" in kwargs else ""
+            if kwargs.get("debug"):
+                traceback.print_exc(file=sys.stderr)
+                hint = ""
+            die(f"internal error: {type(exc).__name__}: {one_line(exc)}{hint}", prefix="gradhealth: ")
+
+    return run  # type: ignore[return-value]
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an exception's message, prefixed by its type when the message is empty."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-@dataclass
-class Settings:
-    """Settings from the nearest ``pyproject.toml``'s ``[tool.gradhealth]`` table, with where they came from."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    source: str = "default"
-
-    def pick(self, name: str, cli_value: Any, default: Any = None) -> tuple[Any, str]:
-        """The command-line value if given, else the pyproject value, else ``default``; with its source."""
-        if cli_value is not None and cli_value != () and cli_value != []:
-            return cli_value, f"--{name.replace('_', '-')}"
-        if name in self.values:
-            return self.values[name], self.source
-        return default, "default"
-
-
-def find_pyproject(start: Path) -> Path | None:
-    """The nearest ``pyproject.toml`` in ``start`` or a parent folder."""
-    for folder in (start, *start.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_settings(start: Path | None = None) -> Settings:
-    """Read ``[tool.gradhealth]`` from the nearest pyproject.toml (keys with ``-`` or ``_``).
-
-    Python 3.10 has no ``tomllib``: there, pyproject settings are read only if ``tomli`` is installed.
-
-    Raises:
-        ConfigError: the file is not valid TOML or the table is not a table.
-    """
-    path = find_pyproject((start or Path.cwd()).resolve())
-    if path is None:
-        return Settings()
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python 3.10: the tomli backport, if installed
-        try:
-            tomllib = importlib.import_module("tomli")
-        except ModuleNotFoundError:
-            return Settings()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError("pyproject.toml", str(path), f"not valid TOML ({exc})", source=str(path)) from exc
-    table = data.get("tool", {}).get("gradhealth", {})
-    if not isinstance(table, dict):
-        raise ConfigError(PYPROJECT_TABLE, table, "must be a table", source=str(path))
-    return Settings({k.replace("-", "_"): v for k, v in table.items()}, f"{path} [{PYPROJECT_TABLE}]")
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:

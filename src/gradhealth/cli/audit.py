@@ -8,23 +8,24 @@ from __future__ import annotations
 import re
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gradhealth.cli._common import Settings, clean_errors, die, expand_inputs, load_settings, one_line, write_output
+from gradhealth import settings as table
+from gradhealth.cli._common import clean_errors, die, expand_inputs, one_line, write_output
+from gradhealth.cli._options import resolve_command_line, table_options
 from gradhealth.errors import ConfigError, GradhealthError
 
 if TYPE_CHECKING:
-    from gradhealth.config import AuditConfig
     from gradhealth.gates import Gates
-    from gradhealth.render.registry import NamedReport
+    from gradhealth.render.registry import NamedReport, Renderer
     from gradhealth.report import Report
 
-__all__ = ["AuditJob", "audit_checkpoint", "register"]
+__all__ = ["AuditJob", "AuditPlan", "audit_checkpoint", "plan_audit", "register"]
 
 EXAMPLES = """Audit saved checkpoints: format detected by content, weights loaded safely, recurrent layers rebuilt.
 
@@ -36,33 +37,15 @@ Examples:
 
   gradhealth audit ckpt.pt --baseline main-report.json --max-horizon-drop 20%
 
-Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage or an input that cannot be audited.
+Settings also come from \\[tool.gradhealth] in the nearest pyproject.toml; the command line wins.
+
+--verbose prints each setting in effect and where it came from.
+
+Exit codes: 0 all gates pass, 1 a gate failed, 2 bad usage, an input that cannot be audited, or an internal error.
 """
 
-#: Settings read from [tool.gradhealth] besides the command line, and their defaults.
-DEFAULTS: dict[str, Any] = {
-    "seq_len": 100,
-    "batch_size": 32,
-    "task": "noise",
-    "seed": 0,
-    "dtype": None,
-    "probes": "standard",
-    "eps": 1e-2,
-    "input_scale": 1.0,
-    "input_size": None,
-    "format": "table",
-    "fail_on": None,
-    "min_horizon": None,
-    "max_decay_rate": None,
-    "baseline": None,
-    "max_horizon_drop": None,
-    "jobs": 1,
-    "nonlinearity": "tanh",
-    "model": None,
-    "model_kwargs": None,
-    "allow_global": (),
-    "trust": False,
-}
+#: The options of ``gradhealth audit``: every setting of the command-line face, in table order.
+OPTIONS = tuple(s.name for s in table.carried_by(table.CLI))
 
 
 @dataclass(frozen=True)
@@ -99,34 +82,124 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
         return [NamedReport(path, path, None, None, error=one_line(exc))]
 
 
-def _config(settings: Settings, cli: dict[str, Any]) -> AuditConfig:
-    from gradhealth.config import PRESETS, AuditConfig
+@dataclass
+class AuditPlan:
+    """Everything decided before any input is read: the settings, what each worker does, the gates, the output.
 
-    values, sources = {}, {}
-    for name in ("seq_len", "batch_size", "task", "seed", "dtype", "probes", "eps", "input_scale", "input_size"):
-        values[name], sources[name] = settings.pick(name, cli.get(name), DEFAULTS[name])
-    probes = values["probes"]
-    if isinstance(probes, str) and probes not in PRESETS:
-        values["probes"] = tuple(p.strip() for p in probes.split(",") if p.strip())
-    elif isinstance(probes, list):
-        values["probes"] = tuple(probes)
-    if values["dtype"] == "auto":
-        values["dtype"] = None
+    Attributes:
+        settings: the resolved settings, with their sources.
+        job: what each input's audit needs (plain data).
+        gates: the thresholds.
+        baselines: the baseline reports by name.
+        renderer: the output format's renderer.
+    """
+
+    settings: table.Resolved
+    job: AuditJob
+    gates: Gates
+    baselines: dict[str, Report]
+    renderer: Renderer
+
+
+def plan_audit(settings: table.Resolved) -> AuditPlan:
+    """Validate every setting once, before any input is loaded: values, names of tasks, probes and formats, the
+    ``--model`` factory's import, the baseline, and a ``--min-horizon`` within ``--seq-len``.
+
+    Raises:
+        ConfigError: the first problem, naming the flag or the file it came from.
+    """
+    from gradhealth.config import AuditConfig
+    from gradhealth.render.registry import get_renderer
+
+    values = settings.values
+    config = AuditConfig(**settings.audit_kwargs(), source="the command line")
+    _check_registered_names(settings)
+    _check_device(settings)
+    table.check_horizon_within_reach(settings)
+    gates, baselines = _gates(settings)
+    renderer = get_renderer(values["format"], source=settings.source("format"))
+    _check_factory(settings)
+    job = AuditJob(
+        config=config.to_dict() | {"burn_in": config.burn_in},
+        load_options={"trust": values["trust"], "allow_globals": values["allow_global"]},
+        model_options={
+            "model": values["model"],
+            "model_kwargs": values["model_kwargs"] or {},
+            "nonlinearity": values["nonlinearity"],
+        },
+        debug=values["debug"],
+    )
+    return AuditPlan(settings, job, gates, baselines, renderer)
+
+
+def _unknown(name: str, value: Any, known: Sequence[str], what: str, source: str, *, plural: str = "") -> ConfigError:
+    from gradhealth._setting_types import did_you_mean
+
+    hint = did_you_mean(str(value), known)
+    listed = f"known {plural or what + 's'}: {', '.join(known)}"
+    return ConfigError(name, value, f"unknown {what}{hint} ({listed})", source=source)
+
+
+def _check_registered_names(settings: table.Resolved) -> None:
+    from gradhealth.plugins import probe_classes, renderer_registry, task_registry
+
+    values = settings.values
+    tasks = sorted(task_registry())
+    if values["task"] not in tasks:
+        raise _unknown("task", values["task"], tasks, "task", settings.source("task"))
+    if not isinstance(values["probes"], str):
+        known = sorted(probe_classes())
+        for name in values["probes"]:
+            if name not in known:
+                raise _unknown(
+                    "probes",
+                    name,
+                    [*table.PRESETS, *known],
+                    "preset or probe",
+                    settings.source("probes"),
+                    plural="presets and probes",
+                )
+    formats = sorted(renderer_registry())
+    if values["format"] not in formats:
+        raise _unknown("format", values["format"], formats, "format", settings.source("format"))
+
+
+def _check_device(settings: table.Resolved) -> None:
+    device = settings.values["device"]
+    if device is None:
+        return
+    import torch
+
     try:
-        return AuditConfig(**values)
-    except ConfigError as exc:
-        raise ConfigError(exc.name, exc.value, str(exc).split(": ", 1)[-1], source=sources.get(exc.name, "?")) from exc
+        torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError("device", device, one_line(exc), source=settings.source("device")) from exc
 
 
-def _gates(settings: Settings, cli: dict[str, Any]) -> tuple[Gates, dict[str, Report]]:
-    from gradhealth.gates import Gates, parse_drop, parse_verdicts
+def _check_factory(settings: table.Resolved) -> None:
+    """Import ``--model``'s factory now, so a bad spec is one error, not one per input."""
+    spec = settings.values["model"]
+    if spec is None:
+        return
+    from gradhealth.loaders._imports import import_object
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = import_object(module_name, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            "model", spec, f"cannot import it ({exc}); is the package on PYTHONPATH?", source=settings.source("model")
+        ) from exc
+    if not callable(factory):
+        raise ConfigError("model", spec, "is not callable", source=settings.source("model"))
+
+
+def _gates(settings: table.Resolved) -> tuple[Gates, dict[str, Report]]:
+    from gradhealth.gates import Gates, HorizonDrop
     from gradhealth.render.json import read_reports
 
-    fail_on, fail_src = settings.pick("fail_on", cli.get("fail_on"))
-    min_horizon, _ = settings.pick("min_horizon", cli.get("min_horizon"))
-    max_decay, _ = settings.pick("max_decay_rate", cli.get("max_decay_rate"))
-    baseline_path, baseline_src = settings.pick("baseline", cli.get("baseline"))
-    drop_text, drop_src = settings.pick("max_horizon_drop", cli.get("max_horizon_drop"))
+    values = settings.values
+    baseline_path, baseline_src = values["baseline"], settings.source("baseline")
     baselines: dict[str, Report] = {}
     if baseline_path is not None:
         try:
@@ -138,17 +211,19 @@ def _gates(settings: Settings, cli: dict[str, Any]) -> tuple[Gates, dict[str, Re
         except (OSError, ValueError) as exc:
             raise ConfigError("baseline", str(baseline_path), one_line(exc), source=baseline_src) from exc
         baselines = {e.name: e.report for e in entries if e.report is not None}
-    elif drop_text is not None:
+    elif values["max_horizon_drop"] is not None:
         raise ConfigError(
-            "max_horizon_drop", drop_text, "needs --baseline REPORT.json to compare with", source=drop_src
+            "max_horizon_drop",
+            str(values["max_horizon_drop"]),
+            "needs --baseline REPORT.json to compare with",
+            source=settings.source("max_horizon_drop"),
         )
     gates = Gates(
-        fail_on=parse_verdicts(fail_on, source=fail_src) if fail_on else frozenset(),
-        min_horizon=float(min_horizon) if min_horizon is not None else None,
-        max_decay_rate=float(max_decay) if max_decay is not None else None,
-        max_horizon_drop=parse_drop(str(drop_text if drop_text is not None else "0"), source=drop_src)
-        if baselines
-        else None,
+        fail_on=values["fail_on"] or frozenset(),
+        min_horizon=values["min_horizon"],
+        max_horizon=values["max_horizon"],
+        max_decay_rate=values["max_decay_rate"],
+        max_horizon_drop=(values["max_horizon_drop"] or HorizonDrop(0.0, False)) if baselines else None,
     )
     return gates, baselines
 
@@ -183,16 +258,7 @@ def _apply_gates(entries: list[NamedReport], gates: Gates, baselines: dict[str, 
 
 def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> list[NamedReport]:
     results: dict[str, list[NamedReport]] = {}
-    advance: Callable[[], None] = lambda: None  # noqa: E731
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        bar = Progress(console=Console(stderr=True), transient=True)
-        task = bar.add_task("auditing", total=len(inputs))
-        advance = lambda: bar.advance(task)  # noqa: E731
-        bar.start()
+    bar = _ProgressBar(len(inputs)) if progress else None
     try:
         if jobs > 1 and len(inputs) > 1:
             import multiprocessing
@@ -203,15 +269,48 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
                 futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
-                    advance()
+                    if bar is not None:
+                        bar.done(futures[future])
         else:
             for path in inputs:
+                if bar is not None:
+                    bar.start(path)
                 results[path] = audit_checkpoint(path, job)
-                advance()
+                if bar is not None:
+                    bar.done(path)
     finally:
         if bar is not None:
             bar.stop()
     return [entry for path in inputs for entry in results[path]]
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr: inputs done of all, the current file, and the time left."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("auditing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._progress.add_task("auditing", total=total, current="")
+        self._progress.start()
+
+    def start(self, path: str) -> None:
+        self._progress.update(self._task, current=path)
+
+    def done(self, path: str) -> None:
+        self._progress.update(self._task, advance=1, current=path)
+
+    def stop(self) -> None:
+        self._progress.stop()
 
 
 def _exit_code(entries: Sequence[NamedReport]) -> int:
@@ -220,96 +319,49 @@ def _exit_code(entries: Sequence[NamedReport]) -> int:
     return 1 if any(e.status == "fail" for e in entries) else 0
 
 
+@table_options(OPTIONS)
 def audit_command(
+    ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Checkpoint files, folders or globs.", show_default=False)],
-    model: Annotated[
-        str | None, typer.Option("--model", help="Build the architecture with package.module:factory.")
-    ] = None,
-    model_kwargs: Annotated[
-        str | None, typer.Option("--model-kwargs", help="JSON object of factory arguments.")
-    ] = None,
-    trust: Annotated[
-        bool, typer.Option("--trust", help="Allow code in the file (pickles, TorchScript, .pt2).")
-    ] = False,
-    allow_global: Annotated[
-        list[str] | None, typer.Option("--allow-global", help="Allow one class, module.Name (repeatable).")
-    ] = None,
-    nonlinearity: Annotated[str | None, typer.Option(help="Nonlinearity of rebuilt RNN layers: tanh or relu.")] = None,
-    seq_len: Annotated[
-        int | None, typer.Option(help="Dependency length K: lags 0..K are probed. [default: 100]")
-    ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Probe sequences. [default: 32]")] = None,
-    task: Annotated[str | None, typer.Option(help="Input task: noise, impulse, copy, adding, delayed_recall.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random draw. [default: 0]")] = None,
-    dtype: Annotated[str | None, typer.Option(help="Probe dtype: auto, float64, float32, bfloat16, float16.")] = None,
-    probes: Annotated[
-        str | None, typer.Option(help="Preset (quick, standard, thorough) or comma-separated probes.")
-    ] = None,
-    eps: Annotated[float | None, typer.Option(help="Horizon threshold on g(k). [default: 0.01]")] = None,
-    input_scale: Annotated[float | None, typer.Option(help="Input standard deviation. [default: 1.0]")] = None,
-    input_size: Annotated[int | None, typer.Option(help="Features per step, where the model does not tell.")] = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option("--format", "-f", help="table, json, markdown, junit, github, or a plugin's. [default: table]"),
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the report here instead of stdout.")
-    ] = None,
-    fail_on: Annotated[str | None, typer.Option(help="Verdicts that fail: vanishing,exploding,non_finite.")] = None,
-    min_horizon: Annotated[float | None, typer.Option(help="Fail if the horizon is shorter (steps).")] = None,
-    max_decay_rate: Annotated[float | None, typer.Option(help="Fail if the gradient decays faster (per step).")] = None,
-    baseline: Annotated[Path | None, typer.Option(help="A previous JSON report to compare horizons with.")] = None,
-    max_horizon_drop: Annotated[
-        str | None, typer.Option(help="Allowed drop vs --baseline: '20%' or steps. [default: 0]")
-    ] = None,
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", help="Audit in N parallel processes. [default: 1]")
-    ] = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write PNG plots of each audited model into this folder.")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on a terminal.")] = True,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    **given: Any,
 ) -> None:
     """Audit saved checkpoints for vanishing and exploding gradients through time."""
-    cli = dict(locals())
-    with clean_errors(debug):
-        settings = load_settings()
-        config = _config(settings, cli)
-        gates, baselines = _gates(settings, cli)
-        fmt, fmt_src = settings.pick("format", output_format, DEFAULTS["format"])
-        from gradhealth.loaders.factory import parse_model_kwargs
-        from gradhealth.render.registry import get_renderer
-
-        renderer = get_renderer(str(fmt), source=fmt_src)
-        n_jobs, _ = settings.pick("jobs", jobs, 1)
-        spec, _ = settings.pick("model", model)
-        kwargs_text, kwargs_src = settings.pick("model_kwargs", model_kwargs)
-        allowed, _ = settings.pick("allow_global", tuple(allow_global or ()), ())
-        job = AuditJob(
-            config=config.to_dict() | {"burn_in": config.burn_in},
-            load_options={"trust": trust or bool(settings.values.get("trust", False)), "allow_globals": tuple(allowed)},
-            model_options={
-                "model": spec,
-                "model_kwargs": parse_model_kwargs(kwargs_text, source=kwargs_src),
-                "nonlinearity": settings.pick("nonlinearity", nonlinearity, "tanh")[0],
-            },
-            debug=debug,
-        )
+    with clean_errors(bool(given.get("debug"))):
+        settings = resolve_command_line(ctx, given)
+        if settings.values["verbose"]:
+            _print_settings(settings)
+        plan = plan_audit(settings)
         paths = expand_inputs(inputs)
         if not paths:
             die("no inputs: pass checkpoint files, folders or globs")
-        show_bar = progress and fmt == "table" and sys.stderr.isatty() and len(paths) > 1
-        entries = _run_all(paths, job, max(1, int(n_jobs)), show_bar)
-        _apply_gates(entries, gates, baselines)
-        color = output is None and sys.stdout.isatty()
-        write_output(renderer(entries, color=color), output)
-        if plot is not None:
-            _save_plots(entries, plot)
+        if len(paths) == 1 and not Path(paths[0]).exists():
+            die(f"{paths[0]}: no such file or folder")
+        entries = _audit_all(paths, plan)
+        values = settings.values
+        if values["format"] != "table" or any(e.report is not None for e in entries):
+            write_output(
+                plan.renderer(entries, color=values["output"] is None and sys.stdout.isatty()), values["output"]
+            )
+        if values["plot"] is not None:
+            _save_plots(entries, values["plot"])
         for entry in entries:
             if entry.error is not None:
                 typer.echo(f"gradhealth: error: {entry.error}", err=True)
     raise typer.Exit(_exit_code(entries))
+
+
+def _audit_all(paths: list[str], plan: AuditPlan) -> list[NamedReport]:
+    values = plan.settings.values
+    show_bar = values["progress"] and values["format"] == "table" and sys.stderr.isatty() and len(paths) > 1
+    entries = _run_all(paths, plan.job, values["jobs"], show_bar)
+    _apply_gates(entries, plan.gates, plan.baselines)
+    return entries
+
+
+def _print_settings(settings: table.Resolved) -> None:
+    typer.echo("gradhealth: settings in effect:", err=True)
+    for line in settings.lines():
+        typer.echo(f"  {line}", err=True)
 
 
 def _save_plots(entries: list[NamedReport], directory: Path) -> None:

@@ -10,12 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gradhealth.cli._common import clean_errors, write_output
+from gradhealth.cli._options import check_format, cli_option
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
     from gradhealth.render.registry import NamedReport
 
-__all__ = ["Difference", "compare_reports", "register"]
+__all__ = ["FORMATS", "Difference", "compare_reports", "register"]
+
+_DROP_HELP = "Fail if a horizon fell more than this: a percentage like 20% or a number of steps."
+
+#: The output formats of ``compare`` (the names are those of every command; see docs/cli.md).
+FORMATS = ("table", "json", "markdown")
 
 HELP = """Compare two JSON reports direction by direction: verdict, horizon, decay rate.
 
@@ -164,19 +170,16 @@ def _read(path: Path) -> list[NamedReport]:
 def compare_command(
     old: Annotated[Path, typer.Argument(help="The earlier JSON report (e.g. from main).", show_default=False)],
     new: Annotated[Path, typer.Argument(help="The later JSON report.", show_default=False)],
-    max_horizon_drop: Annotated[str | None, typer.Option(help="Fail if a horizon fell more: '20%' or steps.")] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table, json or markdown.")] = "table",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    max_horizon_drop: str | None = cli_option("max_horizon_drop", help_text=_DROP_HELP, show_default=False),
+    output_format: str = cli_option("format", help_text="Output format: table, json or markdown."),
+    output: str | None = cli_option("output"),
+    debug: bool = cli_option("debug"),
 ) -> None:
     """Compare two JSON reports direction by direction."""
     with clean_errors(debug):
-        if output_format not in {"table", "json", "markdown"}:
-            from gradhealth.errors import ConfigError
-
-            raise ConfigError("format", output_format, "use table, json or markdown", source="--format")
+        check_format(output_format, FORMATS, command="compare")
         diffs = compare_reports(_read(old), _read(new), max_horizon_drop)
-        write_output(_render(diffs, output_format), output)
+        write_output(_render(diffs, output_format), Path(output) if output else None)
     failed: Any = [d for d in diffs if d.gate is not None and not d.gate.passed]
     raise typer.Exit(1 if failed else 0)
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from gradhealth.cli._options import cli_option
+
 if TYPE_CHECKING:
     from gradhealth.report import Report
 
@@ -42,6 +44,7 @@ def demo(
     html: Annotated[
         Path | None, typer.Option("--html", help="Write a self-contained HTML report of the four models.")
     ] = None,
+    debug: bool = cli_option("debug"),
 ) -> None:
     """Show vanishing gradients in one command: tanh RNN, LSTM, GRU and chrono LSTM side by side."""
     from rich.console import Console
@@ -64,6 +67,8 @@ def demo(
         if html is not None:
             console.print(f"HTML report written to {_write_html(reports, html)}")
     except GradhealthError as exc:
+        if debug:
+            errors.print_exception()
         errors.print(f"gradhealth demo: {exc}", highlight=False, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     except OSError as exc:

@@ -9,8 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from gradhealth.cli._common import clean_errors, write_output
+from gradhealth.cli._options import check_format, cli_option
 
-__all__ = ["inspect_checkpoint", "register"]
+__all__ = ["FORMATS", "inspect_checkpoint", "register"]
+
+#: The output formats of ``inspect`` (the names are those of every command; see docs/cli.md).
+FORMATS = ("table", "json")
 
 HELP = """Show a checkpoint's format, tensors, recurrent layers found and safety verdict.
 
@@ -81,26 +85,21 @@ def _as_text(info: dict[str, Any]) -> str:
 
 def inspect_command(
     inputs: Annotated[list[Path], typer.Argument(help="Checkpoint files or folders.", show_default=False)],
-    trust: Annotated[bool, typer.Option("--trust", help="Load files that hold code, to list their tensors.")] = False,
-    allow_global: Annotated[
-        list[str] | None, typer.Option("--allow-global", help="Allow one class, module.Name (repeatable).")
-    ] = None,
-    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    trust: bool = cli_option("trust", help_text="Load files that hold code, to list their tensors."),
+    allow_global: list[str] | None = cli_option("allow_global"),
+    output_format: str = cli_option("format", help_text="Output format: table or json."),
+    output: str | None = cli_option("output"),
+    debug: bool = cli_option("debug"),
 ) -> None:
     """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
     with clean_errors(debug):
-        if output_format not in {"text", "json"}:
-            from gradhealth.errors import ConfigError
-
-            raise ConfigError("format", output_format, "use text or json", source="--format")
+        check_format(output_format, FORMATS, command="inspect")
         infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ())) for p in inputs]
         if output_format == "json":
             text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
         else:
             text = "".join(_as_text(info) for info in infos)
-        write_output(text, output)
+        write_output(text, Path(output) if output else None)
 
 
 def register(app: typer.Typer) -> None:

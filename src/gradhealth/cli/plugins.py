@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from gradhealth.cli._options import cli_option
+
 __all__ = ["plugins_command", "register"]
 
 JSON_HELP = "Print the plugin list as JSON (one object per plugin) instead of a table."
@@ -27,6 +29,7 @@ def register(app: typer.Typer) -> None:
 def plugins_command(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     check: bool = typer.Option(False, "--check", help=CHECK_HELP),
+    debug: bool = cli_option("debug"),
 ) -> None:
     """List the registered plugins: origin (built-in module, or entry point with its distribution and version),
     the hooks each implements, what it provides, and which are disabled or failed."""

@@ -63,8 +63,8 @@ class LengthScan(Probe):
     name = "length_scan"
     description = "gradient norm versus sequence length, growth rate per step, first non-finite length"
 
-    #: sequence lengths, scanned in this order.
-    ladder: tuple[int, ...] = tuple(16 * 2**i for i in range(9))
+    #: sequence lengths, scanned in this order; ``None``: the audit's ``length_scan_lengths`` setting.
+    ladder: tuple[int, ...] | None = None
 
     def __init__(self, *, ladder: tuple[int, ...] | None = None) -> None:
         if ladder is not None:
@@ -74,7 +74,7 @@ class LengthScan(Probe):
         points: list[LengthPoint] = []
         floors: list[float] = []
         stopped = "complete"
-        for length in self.ladder:
+        for length in self.ladder or ctx.config.length_scan_lengths:
             point, floor = self._measure(ctx, length)
             points.append(point)
             floors.append(floor)

@@ -106,7 +106,7 @@ class Lyapunov(Probe):
     name = "lyapunov"
     description = "top-k Lyapunov exponents of the state map by the QR method along a driven trajectory"
 
-    #: number of exponents; ``None``: min(4, state size).
+    #: number of exponents (at most the state size); ``None``: the audit's ``lyapunov_top_k`` setting.
     top_k: int | None = None
 
     def __init__(self, *, top_k: int | None = None) -> None:
@@ -181,7 +181,7 @@ class Lyapunov(Probe):
         burn_in: int,
     ) -> LayerExponents:
         batch, _, n = states.shape
-        k = min(self.top_k or 4, n)
+        k = min(self.top_k or ctx.config.lyapunov_top_k, n)
         gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=states)
         frame = torch.linalg.qr(gaussian)[0]
         exps = lyapunov_exponents(step, inputs, states, frame, min(burn_in, inputs.shape[1] - 1))

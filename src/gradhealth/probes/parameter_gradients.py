@@ -120,8 +120,9 @@ class ParameterGradients(Probe):
     #: ``clip_grad_norm_`` threshold to evaluate.
     clip_threshold: float = 1.0
     #: disjoint sub-batches, one forward and backward each; the mean of their norms is the suggested clipping
-    #: threshold. 1 (the default) costs one pass and suggests this batch's norm.
-    splits: int = 1
+    #: threshold. 1 (the default) costs one pass and suggests this batch's norm. ``None``: the audit's
+    #: ``gradient_splits`` setting.
+    splits: int | None = None
 
     def __init__(
         self, *, task: str | None = None, clip_threshold: float | None = None, splits: int | None = None
@@ -146,7 +147,7 @@ class ParameterGradients(Probe):
         named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point()]
         batch, task_name, notes = self._batch(ctx)
         size = batch.inputs.shape[0]
-        chunks = torch.arange(size).tensor_split(min(self.splits, size))
+        chunks = torch.arange(size).tensor_split(min(self.splits or ctx.config.gradient_splits, size))
         flags = [p.requires_grad for _, p in named]
         totals: list[torch.Tensor | None] = [None] * len(named)
         split_norms, loss_sum = [], 0.0

@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.testing._auditor import ambient_settings, gates_from, run_audit, verify
-from gradhealth.testing._settings import AUDIT_SETTINGS, merge, parse_layer
+from gradhealth import settings as table
+from gradhealth.testing._auditor import (
+    ambient_settings,
+    call_layer,
+    gates_from,
+    run_audit,
+    skip_if_switched_off,
+    verify,
+)
 
 if TYPE_CHECKING:
     from gradhealth.adapters import Layout
@@ -30,20 +37,17 @@ __all__ = [
 
 def _audit(model: Any, helper: str, settings: dict[str, Any], name: str | None, layout: Layout | None) -> Any:
     __tracebackhide__ = True
-    layer = parse_layer(settings, lambda n: f"argument {n}= to {helper}()")
-    return run_audit(model, merge([_inherited(), layer]), name=name, layout=layout)
+    layer = call_layer(settings, lambda n: f"argument {n}= to {helper}()")
+    return run_audit(model, table.resolve(table.PYTEST, [_inherited(), layer]), name=name, layout=layout)
 
 
-def _inherited() -> dict[str, tuple[Any, str]]:
+def _inherited() -> table.Layer:
     # The running test's audit settings apply; its thresholds belong to check(), not to these helpers.
-    base = ambient_settings()
-    return {n: (base.values[n], base.source(n)) for n in base.sources if n in AUDIT_SETTINGS}
+    return ambient_settings().explicit(table.AUDIT, table.PROBE)
 
 
 def _over(over: int, helper: str) -> dict[str, Any]:
-    from gradhealth.testing._settings import parse_value
-
-    return {"seq_len": parse_value("seq_len", over, f"argument over= to {helper}()")}
+    return {"seq_len": table.SETTINGS["seq_len"].parse(over, source=f"argument over= to {helper}()")}
 
 
 def assert_healthy(model: Any, *, name: str | None = None, layout: Layout | None = None, **settings: Any) -> Report:
@@ -73,13 +77,13 @@ def assert_no_vanishing(
     """Assert the gradient does not vanish over a dependency of ``over`` steps (the horizon exceeds it).
 
     Raises:
-        AssertionError: the verdict at K = ``over`` is vanishing (or non-finite).
+        AssertionError: the verdict at K = ``over`` is vanishing (or inconclusive, or non-finite).
     """
     __tracebackhide__ = True
     report, label = _audit(
         model, "assert_no_vanishing", {**settings, **_over(over, "assert_no_vanishing")}, name, layout
     )
-    gates = gates_from({"fail_on": {"vanishing", "non_finite"}})
+    gates = gates_from({"fail_on": {"inconclusive", "vanishing", "non_finite"}})
     verify(report, gates, check=f"assert_no_vanishing(over={over})", label=label)
     return report
 
@@ -112,21 +116,23 @@ def assert_memory_horizon(
 ) -> Report:
     """Assert the memory horizon (steps until g(k) falls below ε) lies within bounds.
 
-    Unless ``seq_len`` is set, K is at least ``at_least``, so the lower bound is decided by the measured g(K)
-    (a horizon beyond K is an extrapolation along the tail rate).
+    ``at_least`` may not exceed ``seq_len``: the lower bound is decided by the measured profile, never by an
+    extrapolation beyond K.
 
     Raises:
         AssertionError: the horizon is out of bounds, or a gradient is non-finite or explodes.
+        ConfigError: ``at_least`` is beyond ``seq_len``, or another setting is invalid.
         ValueError: neither bound given.
     """
     __tracebackhide__ = True
     if at_least is None and at_most is None:
         raise ValueError("assert_memory_horizon needs at_least=, at_most= or both")
     bounds = {k: v for k, v in (("min_horizon", at_least), ("max_horizon", at_most)) if v is not None}
-    layer = parse_layer(bounds, lambda n: f"argument {'at_least' if n == 'min_horizon' else 'at_most'}=")
+    layer = call_layer(bounds, lambda n: f"argument {'at_least' if n == 'min_horizon' else 'at_most'}=")
     values = {n: v for n, (v, _) in layer.items()}
-    call = parse_layer(settings, lambda n: f"argument {n}= to assert_memory_horizon()")
-    report, label = run_audit(model, merge([_inherited(), layer, call]), name=name, layout=layout)
+    call = call_layer(settings, lambda n: f"argument {n}= to assert_memory_horizon()")
+    resolved = table.resolve(table.PYTEST, [_inherited(), layer, call])
+    report, label = run_audit(model, resolved, name=name, layout=layout, gated=True)
     shown = ", ".join(f"{k}={v:g}" for k, v in (("at_least", at_least), ("at_most", at_most)) if v is not None)
     verify(report, gates_from(values), check=f"assert_memory_horizon({shown})", label=label)
     return report
@@ -180,11 +186,10 @@ def assert_report(
 
     from gradhealth.gates import parse_drop
 
+    skip_if_switched_off()
     given = {"fail_on": fail_on, "min_horizon": min_horizon, "max_horizon": max_horizon}
     given["max_decay_rate"] = max_decay_rate
-    layer = parse_layer(
-        {k: v for k, v in given.items() if v is not None}, lambda n: f"argument {n}= to assert_report()"
-    )
+    layer = call_layer({k: v for k, v in given.items() if v is not None}, lambda n: f"argument {n}= to assert_report()")
     gates = gates_from({n: v for n, (v, _) in layer.items()})
     if baseline is not None and max_horizon_drop is not None:
         drop = (

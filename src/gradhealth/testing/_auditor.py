@@ -1,27 +1,27 @@
 """The auditor behind the ``gradhealth`` fixture and the assertions: settings in, Report out, gates applied.
 
 When the gradhealth pytest plugin is running a test, audits take that test's settings (marker > options >
-environment > ini) as defaults and are recorded for the session report; outside pytest, the defaults of
-:data:`gradhealth.testing._settings.DEFAULTS` apply and nothing is recorded.
+environment > ini) as defaults and are recorded for the session report, and ``--gradhealth-skip`` skips them;
+outside pytest, the defaults of the settings table (:mod:`gradhealth.settings`, pytest face) apply and nothing is
+recorded.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.testing._settings import Settings, merge, parse_layer
+from gradhealth import settings as table
 
 if TYPE_CHECKING:
     from gradhealth.adapters import Layout
     from gradhealth.gates import Gates
     from gradhealth.report import Report
 
-__all__ = ["Auditor", "ambient_settings", "gates_from", "run_audit", "verify"]
+__all__ = ["Auditor", "ambient_settings", "call_layer", "gates_from", "run_audit", "skip_if_switched_off", "verify"]
 
-_UNHEALTHY = frozenset({"vanishing", "exploding", "non_finite"})
+_UNHEALTHY = frozenset({"inconclusive", "vanishing", "exploding", "non_finite"})
 _UNBOUNDED = frozenset({"exploding", "non_finite"})
 
 
@@ -30,11 +30,34 @@ def _plugin() -> Any:
     return sys.modules.get("gradhealth.pytest_plugin")
 
 
-def ambient_settings() -> Settings:
+def ambient_settings() -> table.Resolved:
     """The running test's settings when the plugin is active, else the defaults."""
     plugin = _plugin()
     item = plugin.active_item() if plugin is not None else None
-    return plugin.item_settings(item) if item is not None else Settings()
+    return plugin.item_settings(item) if item is not None else table.resolve(table.PYTEST)
+
+
+def call_layer(values: Mapping[str, Any], source: Any) -> table.Layer:
+    """Parse a call's keyword settings (the marker's names); ``source`` is a string or a function of the name.
+
+    Raises:
+        ConfigError: an unknown name or an invalid value, naming the argument.
+    """
+    return table.parse_layer(values, face=table.MARKER, source=source)
+
+
+def skip_if_switched_off() -> None:
+    """``pytest.skip`` the running test when ``--gradhealth-skip`` (or its variable or ini key) is on."""
+    __tracebackhide__ = True
+    plugin = _plugin()
+    item = plugin.active_item() if plugin is not None else None
+    if item is None:
+        return
+    settings = plugin.session_settings(item.config)
+    if settings.values["skip"]:
+        import pytest
+
+        pytest.skip(f"gradient-health tests skipped ({settings.source('skip')})")
 
 
 def _record(report: Report, label: str) -> None:
@@ -65,29 +88,31 @@ def gates_from(values: Mapping[str, Any]) -> Gates:
     )
 
 
-def _seq_len_for(settings: Settings) -> int:
-    # A horizon gate longer than the default K would otherwise be judged on an extrapolation.
-    seq_len: int = settings.values["seq_len"]
-    if settings.source("seq_len") != "default":
-        return seq_len
-    wanted = settings.values.get("min_horizon")
-    return max(seq_len, math.ceil(wanted)) if wanted is not None and math.isfinite(wanted) else seq_len
-
-
 def run_audit(
-    model: Any, settings: Settings, *, name: str | None = None, layout: Layout | None = None
+    model: Any, settings: table.Resolved, *, name: str | None = None, layout: Layout | None = None, gated: bool = False
 ) -> tuple[Report, str]:
     """Audit with resolved settings and record the result for the session report.
 
+    Args:
+        model: the model.
+        settings: the resolved settings.
+        name: the model's label.
+        layout: how to call the model.
+        gated: the settings' thresholds will be applied: a ``min_horizon`` beyond ``seq_len`` is refused.
+
     Returns:
         The report and the model's label.
+
+    Raises:
+        ConfigError: an invalid setting, or a ``min_horizon`` gate beyond the probed lags.
     """
     __tracebackhide__ = True
+    skip_if_switched_off()
+    if gated:
+        table.check_horizon_within_reach(settings)
     from gradhealth.engine import audit
 
-    kwargs = settings.audit_kwargs()
-    kwargs["seq_len"] = _seq_len_for(settings)
-    report = audit(model, **kwargs, layout=layout)
+    report = audit(model, **settings.audit_kwargs(), layout=layout)
     label = name or type(model).__name__
     _record(report, label)
     return report, label
@@ -124,12 +149,12 @@ class Auditor:
         'vanishing'
     """
 
-    def __init__(self, settings: Settings | None = None, *, test: str | None = None) -> None:
+    def __init__(self, settings: table.Resolved | None = None, *, test: str | None = None) -> None:
         self._settings = settings if settings is not None else ambient_settings()
         self._test = test
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> table.Resolved:
         """The resolved settings and their sources."""
         return self._settings
 
@@ -141,13 +166,11 @@ class Auditor:
         """
         return Auditor(self._merged(overrides, "with_settings"), test=self._test)
 
-    def _merged(self, overrides: Mapping[str, Any], verb: str) -> Settings:
+    def _merged(self, overrides: Mapping[str, Any], verb: str) -> table.Resolved:
         if not overrides:
             return self._settings
         where = f" in {self._test}" if self._test else ""
-        layer = parse_layer(overrides, lambda name: f"argument to {verb}(){where}")
-        base = {n: (self._settings.values[n], self._settings.source(n)) for n in self._settings.sources}
-        return merge([base, layer])
+        return self._settings.with_layers(call_layer(overrides, f"argument to {verb}(){where}"))
 
     def audit(self, model: Any, *, name: str | None = None, layout: Layout | None = None, **overrides: Any) -> Report:
         """Audit the model and record the report for the session report.
@@ -179,7 +202,7 @@ class Auditor:
         """
         __tracebackhide__ = True
         settings = self._merged(overrides, "check")
-        report, label = run_audit(model, settings, name=name, layout=layout)
+        report, label = run_audit(model, settings, name=name, layout=layout, gated=True)
         gates = gates_from(settings.gate_values())
         verify(report, gates, check=f"check({_describe_gates(gates)})", label=label)
         return report

@@ -92,6 +92,11 @@ def _verdict_reason(result: DirectionResult, config: dict[str, Any]) -> str:
         return f"peak gain {format_number(m.peak_gain)} at lag {m.peak_lag} >= {limit} ({first})"
     if result.verdict == "non_finite":
         return f"first non-finite gradient at lag {m.first_nonfinite_lag}"
+    if result.verdict == "inconclusive":
+        return (
+            f"horizon@{eps:g} >= {format_number(m.horizon)} steps (censored: below the {config.get('dtype')} "
+            f"resolution floor before reaching eps), which cannot tell vanishing from healthy at K = {k}"
+        )
     return f"horizon@{eps:g} = {format_number(m.horizon)} steps > K = {k}, peak gain {format_number(m.peak_gain)}"
 
 
@@ -108,8 +113,18 @@ def _measured(result: DirectionResult, eps: float) -> str:
 
 
 def reproduce_call(report: Report) -> str:
-    """The ``gradhealth.audit(...)`` call that reproduces the report's numbers."""
+    """The ``gradhealth.audit(...)`` call that reproduces the report's numbers.
+
+    Every audit setting is spelled out; a probe's own option only when it differs from its default (it changes
+    that probe's numbers only).
+    """
+    from gradhealth.settings import API, PROBE, carried_by
+
     args = [f"{key}={report.config[key]!r}" for key in _REPRODUCE_KEYS if key in report.config]
+    for setting in carried_by(API, PROBE):
+        value = report.config.get(setting.name)
+        if value is not None and setting.type.parse(value) != setting.default:
+            args.append(f"{setting.name}={value!r}")
     return f"gradhealth.audit(model, {', '.join(args)})"
 
 
