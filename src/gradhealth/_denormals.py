@@ -154,6 +154,15 @@ def flush_denormals(enabled: bool = True) -> Iterator[FlushStatus]:
     Yields:
         A :class:`FlushStatus`: how many threads were set and the measured flushed fraction on torch's threads,
         with a ``reason`` whenever flushing could not be applied to, or verified on, every thread.
+
+    Example::
+
+        >>> before = is_flushing_denormals()
+        >>> with flush_denormals() as status:
+        ...     assert status.requested
+        ...     assert status.reason is not None or status.verified_fraction == 1.0
+        >>> is_flushing_denormals() == before
+        True
     """
     threads = torch.get_num_threads()
     if not enabled:
