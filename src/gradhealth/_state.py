@@ -1,11 +1,10 @@
 """Snapshot and restore everything an audit could disturb: RNG streams, grad mode, and (when a model has to be
-probed in place) its train/eval modes, ``requires_grad`` flags, ``.grad`` tensors and hooks."""
+probed in place) its train/eval modes, ``requires_grad`` flags, ``.grad`` tensors and hooks.
+
+The per-thread denormal flush lives in :mod:`gradhealth._denormals` and is re-exported here for the engine."""
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +12,22 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["flush_denormals", "is_flushing_denormals", "preserved_state", "set_flush_denormal_all_threads"]
+from gradhealth._denormals import (
+    FlushStatus,
+    flush_denormals,
+    is_flushing_denormals,
+    measure_flushed_fraction,
+    set_flush_denormal_all_threads,
+)
+
+__all__ = [
+    "FlushStatus",
+    "flush_denormals",
+    "is_flushing_denormals",
+    "measure_flushed_fraction",
+    "preserved_state",
+    "set_flush_denormal_all_threads",
+]
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -63,78 +77,3 @@ def preserved_state(model: Any) -> Iterator[None]:
         torch.set_grad_enabled(grad_enabled)
         if snapshot is not None:
             _restore_module(snapshot)
-
-
-def is_flushing_denormals() -> bool:
-    """Whether this thread flushes denormal floats to zero (torch has a setter but no getter: a denormal input
-    multiplied by one comes out as zero exactly when denormals-are-zero is on)."""
-    return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.0).item() == 0.0)
-
-
-@functools.lru_cache(maxsize=1)
-def _openmp_runtime() -> ctypes.CDLL | None:
-    """The OpenMP runtime torch has loaded, if it exports GNU's ``GOMP_parallel`` (libgomp, and LLVM's and
-    Intel's runtimes through their GNU compatibility layer); ``None`` elsewhere."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1] and ".so" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-            parallel = lib.GOMP_parallel
-        except (OSError, AttributeError):
-            continue
-        parallel.argtypes = [_TEAM_FUNCTION, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-        parallel.restype = None
-        return lib
-    return None
-
-
-_TEAM_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-
-
-def set_flush_denormal_all_threads(enabled: bool) -> int:
-    """Set flush-to-zero on this thread and on every thread of torch's OpenMP pool.
-
-    ``torch.set_flush_denormal`` only sets the calling thread's floating-point control register, while torch's
-    kernels run on the OpenMP worker threads too. Running the setter once on each thread of an OpenMP team
-    reaches them.
-
-    Returns:
-        The number of threads set (1 when no OpenMP runtime with ``GOMP_parallel`` is loaded).
-    """
-    torch.set_flush_denormal(enabled)
-    runtime = _openmp_runtime()
-    threads = torch.get_num_threads()
-    if runtime is None or threads <= 1:
-        return 1
-    reached: set[int] = set()
-
-    def on_each_thread(_: object) -> None:
-        torch.set_flush_denormal(enabled)
-        reached.add(threading.get_native_id())
-
-    callback = _TEAM_FUNCTION(on_each_thread)  # kept alive for the duration of the call
-    runtime.GOMP_parallel(callback, None, threads, 0)
-    return len(reached)
-
-
-@contextmanager
-def flush_denormals(enabled: bool = True) -> Iterator[None]:
-    """Flush denormals to zero on every torch CPU thread for the duration, then restore the caller's setting.
-
-    A lag profile decays by design, so BPTT from one output step drives gradients through the denormal range,
-    where x86 arithmetic is an order of magnitude slower. Values there lie below the resolution floor
-    (tiny/eps) and are reported as unresolved either way, so flushing them changes no resolved number.
-    """
-    if not enabled:
-        yield
-        return
-    before = is_flushing_denormals()
-    set_flush_denormal_all_threads(True)
-    try:
-        yield
-    finally:
-        set_flush_denormal_all_threads(before)

@@ -214,37 +214,3 @@ def test_float32_underflow_to_exact_zero_is_unresolved_not_finite_memory() -> No
     report = quick(nn.LSTM(8, 32, batch_first=True), 200, dtype="float32")
     assert "finite_memory" not in report.tags
     assert report.verdict == "vanishing"
-
-
-def test_denormal_flush_is_restored_and_changes_no_resolved_value() -> None:
-    from gradhealth._state import is_flushing_denormals
-
-    model = reference.LinearRecurrence(4, 0.3)
-    assert not is_flushing_denormals()
-    report = quick(model, 100, dtype="float32")
-    assert not is_flushing_denormals()
-    torch.set_flush_denormal(True)
-    try:
-        again = quick(model, 100, dtype="float32")
-        assert is_flushing_denormals()  # the user's setting is kept, too
-    finally:
-        torch.set_flush_denormal(False)
-    resolved = [g for g, ok in zip(report.profile.g, report.profile.resolved, strict=True) if ok]
-    assert resolved == [g for g, ok in zip(again.profile.g, again.profile.resolved, strict=True) if ok]
-    np.testing.assert_allclose(resolved, 0.3 ** np.arange(len(resolved)), rtol=1e-5)
-
-
-def test_flush_denormals_reaches_every_openmp_thread() -> None:
-    from gradhealth._state import _openmp_runtime, is_flushing_denormals, set_flush_denormal_all_threads
-
-    if _openmp_runtime() is None:
-        pytest.skip("torch has no GNU-compatible OpenMP runtime loaded here")
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        assert set_flush_denormal_all_threads(True) == 2
-        assert is_flushing_denormals()
-    finally:
-        assert set_flush_denormal_all_threads(False) == 2
-        torch.set_num_threads(threads)
-    assert not is_flushing_denormals()
