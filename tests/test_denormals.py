@@ -28,6 +28,7 @@ from gradhealth._denormals import (
     measure_flushed_fraction,
     set_flush_denormal_all_threads,
 )
+from gradhealth.probes import _bptt
 
 # x86 only; setting "off" also gives every test the starting point it assumes: no thread flushes
 CAN_FLUSH = torch.set_flush_denormal(False)
@@ -227,12 +228,12 @@ def test_flushing_changes_no_resolved_value(monkeypatch: pytest.MonkeyPatch) -> 
     # 0.3**k in float32 enters the denormal range near k = 72, so K = 100 puts a real denormal tail in the profile
     model = reference.LinearRecurrence(4, 0.3)
     flushed = gradhealth.audit(model, seq_len=100, batch_size=4, dtype="float32", probes="quick").profile
-    monkeypatch.setattr(gradhealth.engine, "flush_denormals", no_flush)
+    monkeypatch.setattr(_bptt, "backward_scope", lambda device, *, flush: no_flush())
     plain = gradhealth.audit(model, seq_len=100, batch_size=4, dtype="float32", probes="quick").profile
     assert flushed.resolved == plain.resolved
-    assert [g for g, ok in zip(flushed.g, flushed.resolved, strict=True) if ok] == [
-        g for g, ok in zip(plain.g, plain.resolved, strict=True) if ok
-    ]
+    resolved = [k for k, ok in enumerate(plain.resolved) if ok]
+    # the same float32 arithmetic on normal numbers: only a flushed denormal term could change a sum's last bit
+    assert [flushed.g[k] for k in resolved] == pytest.approx([plain.g[k] for k in resolved], rel=1e-6)
     # the comparison is not vacuous: without flushing, the tail keeps denormal gradients that flushing zeroes
     tail = [k for k, ok in enumerate(plain.resolved) if not ok]
     assert any(plain.grad_norm[k] > 0.0 == flushed.grad_norm[k] for k in tail)

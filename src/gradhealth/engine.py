@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from gradhealth import plugins
-from gradhealth._state import preserved_state
+from gradhealth._state import flush_denormals, preserved_state
 from gradhealth._version import __version__
 from gradhealth.adapters import Adapter, Layout, adapt
 from gradhealth.config import AuditConfig
@@ -133,6 +133,7 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
     device = _resolve_device(config, adapter)
     with preserved_state(model), _cudnn_scope(device):
         ctx, notes = _prepare(adapter, config, task, device)
+        notes += _flush_notes(device)
         results: dict[str, Any] = {}
         findings: list[Finding] = list(notes)
         for probe in probe_list:
@@ -228,6 +229,17 @@ def _prepare(
             continue
         return ctx, notes
     raise AssertionError("unreachable")
+
+
+def _flush_notes(device: torch.device) -> list[Finding]:
+    """A speed note when the backward passes cannot flush denormals on every CPU thread (numbers unaffected)."""
+    if device.type != "cpu":
+        return []
+    with flush_denormals() as status:
+        reason = status.reason
+    if reason is None:
+        return []
+    return [make_finding("GH902", f"denormals are not flushed on every CPU thread: {reason}", probe="engine")]
 
 
 def _smoke_test(ctx: ProbeContext) -> None:

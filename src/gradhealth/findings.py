@@ -200,6 +200,14 @@ CATALOGUE: dict[str, FindingSpec] = {
             "and re-run in float64.",
         ),
         FindingSpec(
+            "GH902",
+            "info",
+            "denormals are not flushed on every CPU thread (slower, same numbers)",
+            "The probe's backward passes run about ten times slower where gradients pass through the denormal range; "
+            "no number changes. In a forked child process, start workers with the 'spawn' method instead; on "
+            "non-x86 CPUs nothing can be done.",
+        ),
+        FindingSpec(
             "GH901",
             "info",
             "probe ran in float32 because the model failed in float64",

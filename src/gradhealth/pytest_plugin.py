@@ -253,9 +253,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for entry in sorted(audits, key=lambda e: e["nodeid"]):
         report = decode_floats(entry["report"])
         m = report["metrics"]
-        horizon = format_horizon(
-            m["horizon"], reached=m["horizon_reached"], censored=m.get("horizon_censored", False)
-        )
+        horizon = format_horizon(m["horizon"], reached=m["horizon_reached"], censored=m.get("horizon_censored", False))
         rate = format_number(m["decay_rate"], "/step")
         rows.append((entry["nodeid"], entry["model"], report["verdict"], f"horizon {horizon}", f"decay rate {rate}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else []
