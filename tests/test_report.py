@@ -85,7 +85,7 @@ def test_from_json_ignores_keys_added_later(report: Report) -> None:
 
 def test_text_summary_names_verdict_numbers_and_settings(report: Report) -> None:
     text = str(report)
-    assert "torch.nn.LSTM" in text
+    assert text.startswith(f"gradhealth {report.gradhealth_version} report: LSTM (")  # the model, not the adapter
     assert "[forward] verdict:" in text
     assert "[backward] verdict:" in text
     assert "horizon@0.01:" in text

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -377,15 +378,44 @@ class Verdicts(ValueType):
         return frozenset(names)
 
 
+@dataclass(frozen=True)
+class HorizonDrop:
+    """An allowed drop of the horizon against a baseline: ``amount`` percent or steps."""
+
+    amount: float
+    is_percent: bool
+
+    def __str__(self) -> str:
+        return f"{self.amount:g}%" if self.is_percent else f"{self.amount:g} steps"
+
+
+def parse_drop(text: str, *, source: str = "argument") -> HorizonDrop:
+    """Parse ``"20%"`` (percent of the baseline horizon) or ``"15"`` (steps).
+
+    Raises:
+        ConfigError: not a non-negative number with an optional ``%``.
+    """
+    from gradhealth.errors import ConfigError
+
+    raw = str(text).strip()
+    is_percent = raw.endswith("%")
+    try:
+        amount = float(raw.rstrip("%").strip())
+    except ValueError:
+        amount = math.nan
+    if not math.isfinite(amount) or amount < 0:
+        raise ConfigError("max_horizon_drop", text, "use a percentage like '20%' or a number of steps", source=source)
+    return HorizonDrop(amount, is_percent)
+
+
 class HorizonDropText(ValueType):
-    """``"20%"`` of the baseline horizon or a number of steps; parsed to a :class:`~gradhealth.gates.HorizonDrop`."""
+    """``"20%"`` of the baseline horizon or a number of steps; parsed to a :class:`HorizonDrop`."""
 
     __slots__ = ()
     metavar: ClassVar[str] = "PCT|STEPS"
 
     def validate(self, value: object) -> Any:
         from gradhealth.errors import ConfigError
-        from gradhealth.gates import HorizonDrop, parse_drop
 
         if isinstance(value, HorizonDrop):
             return value

@@ -19,14 +19,13 @@ from torch import nn
 from gradhealth import plugins
 from gradhealth._state import flush_denormals, preserved_state
 from gradhealth._version import __version__
-from gradhealth.adapters import Adapter, Layout, adapt
+from gradhealth.adapters import Adapter, Layout
 from gradhealth.config import AuditConfig
 from gradhealth.errors import ConfigError, ModelCallError
 from gradhealth.findings import make_finding, sort_findings
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.report import VERDICT_SEVERITY, Finding, Report
-from gradhealth.tasks import get_task
 
 __all__ = ["audit", "run_audit"]
 
@@ -127,8 +126,8 @@ def _probes_setting(probes: str | Sequence[str] | None) -> str | tuple[str, ...]
 
 def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> Report:
     """Run an audit from an already validated :class:`AuditConfig` (what the faces call)."""
-    adapter = adapt(model, layout)
-    task = get_task(config.task)
+    adapter = plugins.adapt(model, layout)
+    task = plugins.get_task(config.task)
     probe_list, skipped = _select_probes(config, adapter)
     device = _resolve_device(config, adapter)
     with preserved_state(model), _cudnn_scope(device):
@@ -219,7 +218,7 @@ def _prepare(
             copy.model.eval()
         elif copy.module is not None:
             copy.module.eval()
-        ctx = ProbeContext(copy, config, task, dtype, device, input_size)
+        ctx = ProbeContext(copy, config, task, dtype, device, input_size, plugins.task_registry())
         try:
             _smoke_test(ctx)
         except ModelCallError as exc:

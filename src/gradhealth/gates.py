@@ -1,9 +1,10 @@
-"""Gates: pass/fail decisions on a Report, shared by the pytest assertions and the CLI's exit codes.
+"""CI gates: pass/fail decisions on a Report against :class:`Thresholds`, shared by the pytest assertions and the
+CLI's exit codes.
 
-Gates read the Report only (standard library only: no torch). Every threshold is checked per direction of
+They read the Report only (standard library only: no torch). Every threshold is checked per direction of
 time, so a bidirectional model passes only if both directions do.
 
-    >>> from gradhealth.gates import Gates, parse_drop
+    >>> from gradhealth.gates import Thresholds, parse_drop
     >>> parse_drop("20%"), parse_drop("15")
     (HorizonDrop(amount=20.0, is_percent=True), HorizonDrop(amount=15.0, is_percent=False))
 """
@@ -14,14 +15,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from gradhealth._setting_types import HorizonDrop, parse_drop
 from gradhealth.errors import ConfigError
 from gradhealth.report import VERDICTS, Report
 
 __all__ = [
     "COMPARABLE_SETTINGS",
     "GateResult",
-    "Gates",
     "HorizonDrop",
+    "Thresholds",
     "check_comparable",
     "evaluate_gates",
     "failed",
@@ -32,34 +34,6 @@ __all__ = [
 
 #: Settings that change what a horizon means: two reports are comparable only if all of them match.
 COMPARABLE_SETTINGS = ("eps", "seq_len", "burn_in", "task", "input_scale", "dtype")
-
-
-@dataclass(frozen=True)
-class HorizonDrop:
-    """An allowed drop of the horizon against a baseline: ``amount`` percent or steps."""
-
-    amount: float
-    is_percent: bool
-
-    def __str__(self) -> str:
-        return f"{self.amount:g}%" if self.is_percent else f"{self.amount:g} steps"
-
-
-def parse_drop(text: str, *, source: str = "argument") -> HorizonDrop:
-    """Parse ``"20%"`` (percent of the baseline horizon) or ``"15"`` (steps).
-
-    Raises:
-        ConfigError: not a non-negative number with an optional ``%``.
-    """
-    raw = str(text).strip()
-    is_percent = raw.endswith("%")
-    try:
-        amount = float(raw.rstrip("%").strip())
-    except ValueError:
-        amount = math.nan
-    if not math.isfinite(amount) or amount < 0:
-        raise ConfigError("max_horizon_drop", text, "use a percentage like '20%' or a number of steps", source=source)
-    return HorizonDrop(amount, is_percent)
 
 
 def parse_verdicts(names: str | Iterable[str], *, source: str = "argument") -> frozenset[str]:
@@ -76,7 +50,7 @@ def parse_verdicts(names: str | Iterable[str], *, source: str = "argument") -> f
 
 
 @dataclass(frozen=True)
-class Gates:
+class Thresholds:
     """Thresholds a report must meet.
 
     Attributes:
@@ -156,7 +130,7 @@ def check_comparable(old: Report, new: Report, *, what: str = "the baseline") ->
         )
 
 
-def evaluate_gates(report: Report, gates: Gates) -> list[GateResult]:
+def evaluate_gates(report: Report, gates: Thresholds) -> list[GateResult]:
     """Check every gate on every direction of the report; returns passed and failed results alike.
 
     Raises:

@@ -285,6 +285,6 @@ class Report:
         return plot_report(self, path, **kw)
 
     def __str__(self) -> str:
-        from gradhealth.render.text import format_report
+        from gradhealth.formatting import format_report
 
         return format_report(self)

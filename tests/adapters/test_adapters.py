@@ -11,10 +11,10 @@ from torch import nn
 
 import gradhealth
 from gradhealth import reference
-from gradhealth.adapters import adapt
 from gradhealth.adapters.recurrent import CellAdapter, RecurrentModuleAdapter, UnrolledAdapter
 from gradhealth.adapters.sequence import SequenceAdapter, TokenAdapter
 from gradhealth.errors import AdapterError, ConfigError, ModelCallError
+from gradhealth.plugins import adapt
 
 
 def quick(model: object, **kwargs: object) -> gradhealth.Report:

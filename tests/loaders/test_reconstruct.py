@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from gradhealth.errors import CheckpointError
-from gradhealth.loaders.reconstruct import find_recurrent_layers, layer_specs
+from gradhealth.loaders.reconstruct import layer_specs, reconstruct_layers
 
 
 def _round_trip(module: nn.Module, prefix: str) -> nn.Module:
     state = {f"{prefix}.{k}" if prefix else k: v for k, v in module.state_dict().items()}
-    (found,) = find_recurrent_layers(state, nonlinearity=getattr(module, "nonlinearity", "tanh"))
+    (found,) = reconstruct_layers(state, nonlinearity=getattr(module, "nonlinearity", "tanh"))
     assert found.name == (prefix or "rnn")
     return found.module
 
@@ -56,7 +56,7 @@ def _as_tuple(value: Any) -> tuple[torch.Tensor, ...]:
 
 def test_float64_weights_stay_exact() -> None:
     gru = nn.GRU(2, 3).double()
-    (found,) = find_recurrent_layers(gru.state_dict())
+    (found,) = reconstruct_layers(gru.state_dict())
     assert found.module.weight_hh_l0.dtype == torch.float64
     assert torch.equal(found.module.weight_hh_l0, gru.weight_hh_l0)
 
@@ -72,11 +72,11 @@ def test_several_layers_and_other_parameters() -> None:
 def test_shapes_that_fit_no_family_are_explained() -> None:
     state = {"x.weight_ih_l0": torch.zeros(10, 3), "x.weight_hh_l0": torch.zeros(10, 5)}
     with pytest.raises(CheckpointError, match=r"x: weight_hh has 10 rows for hidden size 5, not 1, 3 or 4"):
-        find_recurrent_layers(state)
+        reconstruct_layers(state)
 
 
 def test_missing_layer_is_explained() -> None:
     gru = nn.GRU(2, 3, num_layers=3)
     state = {k: v for k, v in gru.state_dict().items() if "_l1" not in k}
     with pytest.raises(CheckpointError, match=r"layers \[0, 2\] are not numbered 0..2"):
-        find_recurrent_layers(state)
+        reconstruct_layers(state)

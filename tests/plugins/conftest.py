@@ -38,7 +38,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callab
     The real installed entry points stay listed after the fake ones' names; modules are imported from tmp_path.
     """
     monkeypatch.syspath_prepend(str(tmp_path))
-    real = plugins._entry_points
+    real = plugins._manager._entry_points
 
     def install(sources: dict[str, str]) -> list[EntryPoint]:
         fakes = []
@@ -47,7 +47,7 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callab
             (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
             monkeypatch.delitem(sys.modules, module, raising=False)
             fakes.append(EntryPoint(name=name, value=module, group=plugins.ENTRY_POINT_GROUP))
-        monkeypatch.setattr(plugins, "_entry_points", lambda: [*fakes, *real()])
+        monkeypatch.setattr(plugins._manager, "_entry_points", lambda: [*fakes, *real()])
         plugins.reset_plugin_manager()
         return fakes
 

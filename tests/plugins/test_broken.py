@@ -202,7 +202,7 @@ def test_builtin_plugin_errors_propagate(monkeypatch: pytest.MonkeyPatch) -> Non
             raise ZeroDivisionError("our bug")
 
     pm = plugins.get_plugin_manager()
-    monkeypatch.setattr(plugins, "BUILTIN_PLUGINS", (*plugins.BUILTIN_PLUGINS, "gradhealth.fake_builtin"))
+    monkeypatch.setattr(plugins._info, "BUILTIN_PLUGINS", (*plugins.BUILTIN_PLUGINS, "gradhealth.fake_builtin"))
     pm.register(OurBug(), name="gradhealth.fake_builtin")
     with pytest.raises(ZeroDivisionError, match="our bug"):
         plugins.task_registry()
@@ -231,3 +231,36 @@ def test_warnings_as_errors_report_a_load_failure_once(fake_entry_points: Instal
         with pytest.raises(plugins.PluginWarning, match="'import_error'"):
             audit_linear()
         assert_exact(audit_linear())  # the manager was complete: no rebuild, no second report
+
+
+WRONG_LOADER = """
+from gradhealth.hookspecs import hookimpl
+
+@hookimpl(tryfirst=True)
+def {hook}({args}):
+    return "not what the hook returns"
+"""
+
+
+@pytest.mark.parametrize(
+    ("hook", "args"), [("gradhealth_load_checkpoint", "path, options"), ("gradhealth_build_model", "checkpoint, options")]
+)
+def test_loader_hook_returning_the_wrong_type_is_skipped_and_fatal_only_when_strict(
+    hook: str, args: str, fake_entry_points: InstallFn, tmp_path: Any
+) -> None:
+    """It once crashed the CLI with an AttributeError and exit code 1, which means "a gate failed"."""
+    import torch
+    from typer.testing import CliRunner
+
+    from gradhealth.cli import app
+
+    fake_entry_points({"wrong": WRONG_LOADER.format(hook=hook, args=args)})
+    path = tmp_path / "gru.pt"
+    torch.save(torch.nn.GRU(2, 3, batch_first=True).state_dict(), path)
+    fast = ["audit", str(path), "--seq-len", "8", "--batch-size", "2", "--probes", "quick", "-f", "json"]
+    relaxed = CliRunner().invoke(app, fast)
+    assert relaxed.exit_code == 0, relaxed.stderr
+    assert f"'wrong' (entry point 'wrong' (gh_fake_wrong)) is broken in hook {hook}: returned str" in relaxed.stderr
+    strict = CliRunner().invoke(app, ["--strict-plugins", *fast])
+    assert strict.exit_code == 2
+    assert strict.stderr.count("\n") == 1 and "strict plugin mode" in strict.stderr

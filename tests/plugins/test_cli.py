@@ -35,7 +35,7 @@ def test_lists_builtins_with_hooks_and_what_they_provide() -> None:
         ["gradhealth_register_probes"],
     )
     assert probes["provides"]["probes"][0] == "lag_profile"
-    assert "noise" in rows["gradhealth.tasks"]["provides"]["tasks"]
+    assert "noise" in rows["gradhealth.tasks.builtin"]["provides"]["tasks"]
 
 
 def test_table_shows_a_failed_plugin_and_check_fails(fake_entry_points: InstallFn) -> None:

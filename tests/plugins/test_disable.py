@@ -62,10 +62,10 @@ def test_configure_without_arguments_goes_back_to_the_environment(fake_entry_poi
 
 
 def test_builtins_cannot_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(plugins.DISABLE_ENV, "gradhealth.tasks")
-    with pytest.warns(plugins.PluginWarning, match="built-in plugin gradhealth.tasks cannot be disabled"):
+    monkeypatch.setenv(plugins.DISABLE_ENV, "gradhealth.tasks.builtin")
+    with pytest.warns(plugins.PluginWarning, match="built-in plugin gradhealth-tasks-builtin cannot be disabled"):
         plugins.get_plugin_manager()
-    assert statuses()["gradhealth.tasks"] == "active"
+    assert statuses()["gradhealth.tasks.builtin"] == "active"
     assert "noise" in plugins.task_registry()
 
 

@@ -39,9 +39,9 @@ def test_entry_points_are_scanned_lazily_and_once(
     monkeypatch: pytest.MonkeyPatch, fake_entry_points: Callable[[dict[str, str]], list[EntryPoint]]
 ) -> None:
     fake_entry_points({"shouter": GOOD_PLUGIN})
-    scan = plugins._entry_points
+    scan = plugins._manager._entry_points
     calls: list[int] = []
-    monkeypatch.setattr(plugins, "_entry_points", lambda: calls.append(1) or scan())
+    monkeypatch.setattr(plugins._manager, "_entry_points", lambda: calls.append(1) or scan())
     plugins.configure(strict=False)
     assert calls == []  # configuring builds nothing
     assert plugins.renderer_registry()["shout"]([]) == "LOUD"
@@ -68,7 +68,7 @@ def test_contributions_name_the_plugin_of_each_probe_task_and_renderer(
     provided = plugins.contributions()
     assert provided["shouter"] == {"renderers": ["shout"]}
     assert provided["gradhealth.probes.builtin"]["probes"][0] == "lag_profile"
-    assert "noise" in provided["gradhealth.tasks"]["tasks"]
+    assert "noise" in provided["gradhealth.tasks.builtin"]["tasks"]
 
 
 def test_runtime_registration_goes_through_the_same_checks() -> None:
@@ -115,7 +115,7 @@ def test_registered_lasts_for_the_with_block_and_leaves_others_alone() -> None:
     assert "tmp" not in {i.name for i in plugins.plugin_infos()}
     with (
         pytest.warns(plugins.PluginWarning, match="already taken"),
-        plugins.registered(Renderer(), name="gradhealth.tasks") as ok,
+        plugins.registered(Renderer(), name="gradhealth.tasks.builtin") as ok,
     ):
         assert not ok
     assert "noise" in plugins.task_registry()  # the built-in of that name is still there

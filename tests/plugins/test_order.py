@@ -15,9 +15,10 @@ from torch import nn
 
 import gradhealth
 from gradhealth import plugins, reference
-from gradhealth.adapters import Adapter, Layout, adapt
+from gradhealth.adapters import Adapter, Layout
 from gradhealth.adapters.sequence import SequenceAdapter
 from gradhealth.hookspecs import hookimpl
+from gradhealth.plugins import adapt
 from gradhealth.report import Finding
 
 
@@ -148,18 +149,20 @@ def test_plugin_may_not_take_a_builtin_name(kind: str) -> None:
 
 
 def test_firstresult_loader_hooks_ask_plugins_before_the_builtin_loader(tmp_path: Any) -> None:
+    from gradhealth.loaders.load import Checkpoint
+
     class Loader:
         @hookimpl
         def gradhealth_load_checkpoint(self, path: Any, options: dict[str, Any]) -> Any:
-            return ("mine", path.name) if path.suffix == ".mine" else None
+            return Checkpoint(path, "mine", {"w": torch.zeros(1)}) if path.suffix == ".mine" else None
 
         @hookimpl
         def gradhealth_build_model(self, checkpoint: Any, options: dict[str, Any]) -> Any:
-            return [("m", nn.GRU(2, 2))] if checkpoint[0] == "mine" else None
+            return [("m", nn.GRU(2, 2))] if checkpoint.format == "mine" else None
 
     plugins.register(Loader(), name="mine")
     checkpoint = plugins.load_checkpoint(tmp_path / "w.mine", {})
-    assert checkpoint == ("mine", "w.mine")
+    assert (checkpoint.format, checkpoint.path.name) == ("mine", "w.mine")
     assert plugins.build_model(checkpoint, {})[0][0] == "m"
     torch.save({"x": torch.zeros(1)}, tmp_path / "w.pt")
     assert plugins.load_checkpoint(tmp_path / "w.pt", {}) is not None  # the built-in loader answers the rest

@@ -8,11 +8,10 @@ import pytest
 import torch
 
 import gradhealth
-from gradhealth.adapters import adapt
 from gradhealth.config import AuditConfig
+from gradhealth.plugins import adapt, get_task
 from gradhealth.probes.base import ProbeContext
 from gradhealth.probes.length_scan import LengthScan
-from gradhealth.tasks import get_task
 
 
 def probe_context(model: Any, *, dtype: torch.dtype = torch.float64, **settings: Any) -> ProbeContext:

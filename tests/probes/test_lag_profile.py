@@ -119,11 +119,10 @@ def test_bidirectional_each_direction_probed() -> None:
 def test_lag_norms_match_independent_autograd_both_directions(batch_first: bool) -> None:
     """lag_norms against a hand-written BPTT on the same seeded draws: forward lags count back from the last
     step, backward-direction lags count forward from step 0."""
-    from gradhealth.adapters import adapt
     from gradhealth.config import AuditConfig
+    from gradhealth.plugins import adapt, get_task
     from gradhealth.probes.base import ProbeContext
     from gradhealth.probes.lag_profile import lag_norms
-    from gradhealth.tasks import get_task
 
     torch.manual_seed(3)
     bi = nn.GRU(3, 5, bidirectional=True, num_layers=2, batch_first=batch_first)

@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import gradhealth
+from gradhealth.plugins import get_task
 from gradhealth.probes.parameter_gradients import ParameterGradients
-from gradhealth.tasks import get_task
 
 from .conftest import probe_context
 

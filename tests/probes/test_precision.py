@@ -305,11 +305,10 @@ def test_layout_output_is_honoured_for_torch_recurrent_modules() -> None:
 
 
 def test_structural_zeros_are_concluded_without_flushing() -> None:
-    from gradhealth.adapters import adapt
     from gradhealth.config import AuditConfig
+    from gradhealth.plugins import adapt, get_task
     from gradhealth.probes.base import ProbeContext
     from gradhealth.probes.lag_profile import lag_norms
-    from gradhealth.tasks import get_task
 
     adapter = adapt(reference.DelayLine(3, 5)).materialize(torch.float64, torch.device("cpu"))
     ctx = ProbeContext(adapter, AuditConfig(seq_len=12, batch_size=2), get_task("noise"), torch.float64,

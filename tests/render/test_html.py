@@ -13,8 +13,9 @@ import torch
 import gradhealth
 from gradhealth import reference
 from gradhealth.gates import GateResult
+from gradhealth.plugins import get_renderer
 from gradhealth.render.html import render, render_html, verdict_sentence
-from gradhealth.render.registry import NamedReport, get_renderer
+from gradhealth.render.registry import NamedReport
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}
 

@@ -11,19 +11,20 @@ import pytest
 import gradhealth
 from gradhealth import reference
 from gradhealth.errors import ConfigError, PluginError
-from gradhealth.gates import Gates, evaluate_gates
+from gradhealth.gates import Thresholds, evaluate_gates
 from gradhealth.hookspecs import hookimpl
-from gradhealth.plugins import reset_plugin_manager
+from gradhealth.plugins import get_renderer, reset_plugin_manager
+from gradhealth.plugins import renderer_registry as renderers
 from gradhealth.render.github import annotation
 from gradhealth.render.json import read_reports
 from gradhealth.render.json import render as render_json
-from gradhealth.render.registry import NamedReport, get_renderer, renderers
+from gradhealth.render.registry import NamedReport
 
 
 @pytest.fixture(scope="module")
 def entries() -> list[NamedReport]:
     report = gradhealth.audit(reference.LinearRecurrence(3, 0.9), seq_len=50, batch_size=4, probes="quick")
-    gates = evaluate_gates(report, Gates(min_horizon=45))
+    gates = evaluate_gates(report, Thresholds(min_horizon=45))
     return [NamedReport("a.pt", "a.pt", None, report, gates), NamedReport("b.pt", "b.pt", error="b.pt is empty")]
 
 

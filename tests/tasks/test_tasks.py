@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gradhealth.errors import ConfigError
-from gradhealth.tasks import AddingTask, CopyTask, DelayedRecallTask, ImpulseTask, NoiseTask, get_task
+from gradhealth.plugins import get_task
+from gradhealth.tasks import AddingTask, CopyTask, DelayedRecallTask, ImpulseTask, NoiseTask
 
 
 def gen(seed: int = 0) -> torch.Generator:

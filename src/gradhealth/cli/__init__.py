@@ -7,8 +7,11 @@ passed, 1 a gate failed, 2 bad usage, an input that cannot be audited, or an int
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Annotated
+import warnings
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
@@ -50,12 +53,32 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+@contextlib.contextmanager
+def _plugin_warnings_on_stderr() -> Iterator[None]:
+    """Show a broken plugin's warning as one ``gradhealth: warning:`` line on stderr for the command's duration
+    (Python's default would print the file and line inside pluggy where it was raised)."""
+    from gradhealth.plugins import PluginWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, PluginWarning):
+            typer.echo(f"gradhealth: warning: {message}", err=True)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def build_app() -> typer.Typer:
     """Create the Typer app with every available command registered."""
     app = typer.Typer(name="gradhealth", help=HELP, no_args_is_help=True, rich_markup_mode="rich")
 
     @app.callback()
     def root(
+        ctx: typer.Context,
         version: Annotated[
             bool,
             typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
@@ -80,6 +103,7 @@ def build_app() -> typer.Typer:
         from gradhealth.plugins import configure
 
         configure(disabled=disable_plugin or (), strict=strict_plugins)
+        ctx.with_resource(_plugin_warnings_on_stderr())
 
     for name in COMMAND_MODULES:
         try:

@@ -21,7 +21,7 @@ from gradhealth.cli._options import resolve_command_line, table_options
 from gradhealth.errors import ConfigError, GradhealthError
 
 if TYPE_CHECKING:
-    from gradhealth.gates import Gates
+    from gradhealth.gates import Thresholds
     from gradhealth.render.registry import NamedReport, Renderer
     from gradhealth.report import Report
 
@@ -62,7 +62,7 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     """Load one checkpoint and audit every model found in it; an error becomes an entry, never an exception."""
     from gradhealth.config import AuditConfig
     from gradhealth.engine import run_audit
-    from gradhealth.loaders import models_to_audit, open_checkpoint
+    from gradhealth.plugins import models_to_audit, open_checkpoint
     from gradhealth.render.registry import NamedReport
 
     try:
@@ -96,7 +96,7 @@ class AuditPlan:
 
     settings: table.Resolved
     job: AuditJob
-    gates: Gates
+    gates: Thresholds
     baselines: dict[str, Report]
     renderer: Renderer
 
@@ -109,7 +109,7 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
         ConfigError: the first problem, naming the flag or the file it came from.
     """
     from gradhealth.config import AuditConfig
-    from gradhealth.render.registry import get_renderer
+    from gradhealth.plugins import get_renderer
 
     values = settings.values
     config = AuditConfig(**settings.audit_kwargs(), source="the command line")
@@ -194,8 +194,8 @@ def _check_factory(settings: table.Resolved) -> None:
         raise ConfigError("model", spec, "is not callable", source=settings.source("model"))
 
 
-def _gates(settings: table.Resolved) -> tuple[Gates, dict[str, Report]]:
-    from gradhealth.gates import Gates, HorizonDrop
+def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:
+    from gradhealth.gates import HorizonDrop, Thresholds
     from gradhealth.render.json import read_reports
 
     values = settings.values
@@ -218,7 +218,7 @@ def _gates(settings: table.Resolved) -> tuple[Gates, dict[str, Report]]:
             "needs --baseline REPORT.json to compare with",
             source=settings.source("max_horizon_drop"),
         )
-    gates = Gates(
+    gates = Thresholds(
         fail_on=values["fail_on"] or frozenset(),
         min_horizon=values["min_horizon"],
         max_horizon=values["max_horizon"],
@@ -237,7 +237,7 @@ def _baseline_for(entry: NamedReport, baselines: dict[str, Report]) -> Report | 
     return None
 
 
-def _apply_gates(entries: list[NamedReport], gates: Gates, baselines: dict[str, Report]) -> None:
+def _apply_gates(entries: list[NamedReport], gates: Thresholds, baselines: dict[str, Report]) -> None:
     import dataclasses
 
     from gradhealth.gates import GateResult, evaluate_gates

@@ -73,7 +73,7 @@ def compare_reports(old: list[NamedReport], new: list[NamedReport], drop: str | 
         ConfigError: ``drop`` is not a percentage or a number of steps, or a pair of reports was measured with
             different settings (eps, seq_len, burn_in, task, input_scale, dtype).
     """
-    from gradhealth.gates import Gates, check_comparable, evaluate_gates, parse_drop
+    from gradhealth.gates import Thresholds, check_comparable, evaluate_gates, parse_drop
 
     allowed = parse_drop(drop, source="--max-horizon-drop") if drop is not None else None
     out = []
@@ -85,7 +85,7 @@ def compare_reports(old: list[NamedReport], new: list[NamedReport], drop: str | 
         directions = list(dict.fromkeys([d.name for r in (a, b) if r is not None for d in r.directions]))
         gates = {}
         if allowed is not None and a is not None and b is not None:
-            gates = {g.direction: g for g in evaluate_gates(b, Gates(baseline=a, max_horizon_drop=allowed))}
+            gates = {g.direction: g for g in evaluate_gates(b, Thresholds(baseline=a, max_horizon_drop=allowed))}
         for direction in directions:
             da = next((d for d in a.directions if d.name == direction), None) if a else None
             db = next((d for d in b.directions if d.name == direction), None) if b else None

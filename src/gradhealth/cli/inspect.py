@@ -47,8 +47,9 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
     Raises:
         CheckpointError: the input is missing, corrupt or of an unknown format.
     """
-    from gradhealth.loaders import detect_format, open_checkpoint
+    from gradhealth.loaders import detect_format
     from gradhealth.loaders.reconstruct import layer_specs
+    from gradhealth.plugins import open_checkpoint
 
     fmt = detect_format(path)
     verdict, unsafe = _safety(path, fmt, allow_globals)

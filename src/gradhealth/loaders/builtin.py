@@ -31,7 +31,7 @@ def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any:
     from torch import nn
 
     from gradhealth.loaders.factory import build_from_factory, load_strict
-    from gradhealth.loaders.reconstruct import find_recurrent_layers
+    from gradhealth.loaders.reconstruct import reconstruct_layers
 
     spec = options.get("model")
     if spec:
@@ -48,5 +48,5 @@ def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any:
             return live
     return [
         (found.name, found.module)
-        for found in find_recurrent_layers(checkpoint.state_dict, nonlinearity=options.get("nonlinearity") or "tanh")
+        for found in reconstruct_layers(checkpoint.state_dict, nonlinearity=options.get("nonlinearity") or "tanh")
     ]

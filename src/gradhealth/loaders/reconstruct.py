@@ -17,7 +17,7 @@ from torch import nn
 
 from gradhealth.errors import CheckpointError
 
-__all__ = ["FoundLayer", "LayerSpec", "find_recurrent_layers"]
+__all__ = ["FoundLayer", "LayerSpec", "reconstruct_layers"]
 
 _LAYER_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _CELL_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?weight_hh$")
@@ -149,7 +149,7 @@ def _build(spec: LayerSpec, nonlinearity: str) -> nn.Module:
     return layer_cls(spec.input_size, spec.hidden_size, **kwargs)
 
 
-def find_recurrent_layers(state: dict[str, torch.Tensor], *, nonlinearity: str = "tanh") -> list[FoundLayer]:
+def reconstruct_layers(state: dict[str, torch.Tensor], *, nonlinearity: str = "tanh") -> list[FoundLayer]:
     """Rebuild and load every standard recurrent layer found in ``state``.
 
     Args:

@@ -7,7 +7,7 @@ of them (:data:`gradhealth.config.PRESETS`).
 from __future__ import annotations
 
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
-from gradhealth.probes.gates import Gates, GatesResult
+from gradhealth.probes.gate_activity import GateActivity, GateActivityResult
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.probes.length_scan import LengthScan, LengthScanResult
 from gradhealth.probes.lyapunov import Lyapunov, LyapunovResult
@@ -16,8 +16,8 @@ from gradhealth.probes.spectrum import Spectrum, SpectrumResult
 from gradhealth.probes.state_gradients import StateGradients, StateGradientsResult
 
 __all__ = [
-    "Gates",
-    "GatesResult",
+    "GateActivity",
+    "GateActivityResult",
     "LagProfile",
     "LagProfileResult",
     "LengthScan",

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import abc
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from gradhealth.errors import ConfigError
 from gradhealth.tasks import Task, TaskBatch
+from gradhealth.tasks.builtin import BUILTIN_TASKS
 
 if TYPE_CHECKING:
     from gradhealth.adapters import Adapter
@@ -38,6 +40,8 @@ class ProbeContext:
         dtype: the probe dtype.
         device: the probe device.
         input_size: features per step (the embedding width for token-id models).
+        tasks: every task by name, for probes that drive the model with a task of their own (default: the
+            built-in tasks; the engine passes the plugin registry).
     """
 
     adapter: Adapter
@@ -46,6 +50,17 @@ class ProbeContext:
     dtype: torch.dtype
     device: torch.device
     input_size: int
+    tasks: Mapping[str, Task] = field(default_factory=lambda: {n: t() for n, t in BUILTIN_TASKS.items()})
+
+    def task_named(self, name: str) -> Task:
+        """The task called ``name``.
+
+        Raises:
+            ConfigError: no task has that name.
+        """
+        if name not in self.tasks:
+            raise ConfigError("task", name, f"unknown task; known tasks: {', '.join(sorted(self.tasks))}")
+        return self.tasks[name]
 
     @property
     def module(self) -> nn.Module | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gradhealth.hookspecs import hookimpl
 from gradhealth.probes.base import Probe
-from gradhealth.probes.gates import Gates
+from gradhealth.probes.gate_activity import GateActivity
 from gradhealth.probes.lag_profile import LagProfile
 from gradhealth.probes.length_scan import LengthScan
 from gradhealth.probes.lyapunov import Lyapunov
@@ -15,4 +15,4 @@ from gradhealth.probes.state_gradients import StateGradients
 
 @hookimpl
 def gradhealth_register_probes() -> list[type[Probe]]:
-    return [LagProfile, ParameterGradients, Spectrum, Gates, StateGradients, LengthScan, Lyapunov]
+    return [LagProfile, ParameterGradients, Spectrum, GateActivity, StateGradients, LengthScan, Lyapunov]

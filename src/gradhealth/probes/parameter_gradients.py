@@ -33,7 +33,7 @@ from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
 from gradhealth.probes._recurrent import GATE_NAMES, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
-from gradhealth.tasks import TaskBatch, get_task
+from gradhealth.tasks import TaskBatch
 
 __all__ = ["ClipAdvice", "GroupStat", "ParameterGradients", "ParameterGradientsResult", "ParameterStat"]
 
@@ -185,10 +185,10 @@ class ParameterGradients(Probe):
 
     def _batch(self, ctx: ProbeContext) -> tuple[TaskBatch, str, list[str]]:
         try:
-            return ctx.make_batch(self.name, task=get_task(self.task)), self.task, []
+            return ctx.make_batch(self.name, task=ctx.task_named(self.task)), self.task, []
         except ConfigError as exc:
             note = f"the {self.task} task cannot feed this model ({exc}); used the output-projection loss on noise"
-            return ctx.make_batch(self.name, task=get_task("noise")), "output_projection", [note]
+            return ctx.make_batch(self.name, task=ctx.task_named("noise")), "output_projection", [note]
 
     def _loss(self, ctx: ProbeContext, batch: TaskBatch, idx: torch.Tensor, task: str) -> torch.Tensor:
         y = ctx.adapter.run(batch.inputs[idx]).output

@@ -1,4 +1,5 @@
-"""Renderers by format name, gathered through the ``gradhealth_register_renderers`` hook.
+"""What a renderer is: a callable over :class:`NamedReport` entries (renderers are registered through the
+``gradhealth_register_renderers`` hook and looked up by format name with :func:`gradhealth.plugins.get_renderer`).
 
 A renderer is a callable ``render(reports: Sequence[NamedReport], **options) -> str``. ``reports`` holds one entry
 per audited model (a checkpoint, or one recurrent layer of it), with its gate results or the error that stopped
@@ -18,11 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gradhealth.errors import ConfigError
 from gradhealth.gates import GateResult, failed
 from gradhealth.report import Report
 
-__all__ = ["NamedReport", "Renderer", "get_renderer", "renderers"]
+__all__ = ["NamedReport", "Renderer"]
 
 
 @dataclass
@@ -62,26 +62,3 @@ class Renderer(Protocol):
     """The renderer signature."""
 
     def __call__(self, reports: Sequence[NamedReport], **options: Any) -> str: ...
-
-
-def renderers() -> dict[str, Renderer]:
-    """Every registered renderer by format name.
-
-    A plugin that claims a name already taken, or whose hook raises, is reported once and skipped (fatal with
-    ``--strict-plugins``), like every other hook: see :mod:`gradhealth.plugins`.
-    """
-    from gradhealth.plugins import renderer_registry
-
-    return renderer_registry()
-
-
-def get_renderer(name: str, *, source: str = "--format") -> Renderer:
-    """The renderer for a format name.
-
-    Raises:
-        ConfigError: no renderer has that name; the message lists the known ones.
-    """
-    known = renderers()
-    if name not in known:
-        raise ConfigError("format", name, f"known formats: {', '.join(sorted(known))}", source=source)
-    return known[name]

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from gradhealth import settings as table
+from gradhealth.formatting import model_label
 from gradhealth.testing._auditor import (
     ambient_settings,
     call_layer,
@@ -198,6 +199,6 @@ def assert_report(
             else max_horizon_drop
         )
         gates = dataclasses.replace(gates, baseline=baseline, max_horizon_drop=drop)
-    label = name or str(report.model.get("adapter", "model"))
+    label = name or model_label(report.model)
     shown = ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
     verify(report, gates, check=f"assert_report({shown})", label=label)

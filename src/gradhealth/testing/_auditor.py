@@ -16,7 +16,7 @@ from gradhealth import settings as table
 
 if TYPE_CHECKING:
     from gradhealth.adapters import Layout
-    from gradhealth.gates import Gates
+    from gradhealth.gates import Thresholds
     from gradhealth.report import Report
 
 __all__ = ["Auditor", "ambient_settings", "call_layer", "gates_from", "run_audit", "skip_if_switched_off", "verify"]
@@ -67,20 +67,20 @@ def _record(report: Report, label: str) -> None:
         plugin.record_audit(item, report, label)
 
 
-def gates_from(values: Mapping[str, Any]) -> Gates:
-    """Build :class:`~gradhealth.gates.Gates` from threshold settings, applying the ``fail_on`` default.
+def gates_from(values: Mapping[str, Any]) -> Thresholds:
+    """Build :class:`~gradhealth.gates.Thresholds` from threshold settings, applying the ``fail_on`` default.
 
     ``fail_on`` unset means every unhealthy verdict, except when a horizon gate is set: then the horizon gate
     decides about memory and only ``exploding``/``non_finite`` fail on the verdict (a vanishing verdict depends on
     seq_len, the horizon gate does not).
     """
-    from gradhealth.gates import Gates
+    from gradhealth.gates import Thresholds
 
     has_horizon_gate = values.get("min_horizon") is not None or values.get("max_horizon") is not None
     fail_on = values.get("fail_on")
     if fail_on is None:
         fail_on = _UNBOUNDED if has_horizon_gate else _UNHEALTHY
-    return Gates(
+    return Thresholds(
         fail_on=frozenset(fail_on),
         min_horizon=values.get("min_horizon"),
         max_horizon=values.get("max_horizon"),
@@ -118,7 +118,7 @@ def run_audit(
     return report, label
 
 
-def verify(report: Report, gates: Gates, *, check: str, label: str) -> None:
+def verify(report: Report, gates: Thresholds, *, check: str, label: str) -> None:
     """Evaluate the gates on the report and raise the explained AssertionError when any fails.
 
     Raises:
@@ -208,7 +208,7 @@ class Auditor:
         return report
 
 
-def _describe_gates(gates: Gates) -> str:
+def _describe_gates(gates: Thresholds) -> str:
     parts = [f"fail_on={','.join(sorted(gates.fail_on))}"] if gates.fail_on else []
     for name in ("min_horizon", "max_horizon", "max_decay_rate"):
         value = getattr(gates, name)

@@ -28,7 +28,7 @@ from gradhealth.probes._recurrent import LayerWeights, driven_runs, find_recurre
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
 
-__all__ = ["GateStats", "Gates", "GatesResult", "LayerGates", "Timescales"]
+__all__ = ["GateActivity", "GateActivityResult", "GateStats", "LayerGates", "Timescales"]
 
 _SIGMOID_GATES = {"i", "f", "o", "r", "z"}
 _MEMORY_GATE = {"LSTM": "f", "GRU": "z"}
@@ -71,7 +71,7 @@ class LayerGates:
 
 
 @dataclass
-class GatesResult:
+class GateActivityResult:
     """One :class:`LayerGates` per LSTM/GRU layer and direction."""
 
     layers: list[LayerGates]
@@ -143,7 +143,7 @@ def _static_timescales(w: LayerWeights) -> list[float]:
     return (1 + torch.exp(bias)).tolist()
 
 
-class Gates(Probe):
+class GateActivity(Probe):
     """Gate saturation over time, per-unit memory timescales and dead units of LSTM/GRU layers."""
 
     name = "gates"
@@ -163,7 +163,7 @@ class Gates(Probe):
             return "no LSTM or GRU (module or cell) in the model, so no gates"
         return None
 
-    def run(self, ctx: ProbeContext) -> GatesResult:
+    def run(self, ctx: ProbeContext) -> GateActivityResult:
         steps = ctx.config.total_len
         acc = _Accumulator(self.saturation_level)
         found, notes = driven_runs(ctx, "gates", observe=acc, batch_size=min(self.max_batch, ctx.config.batch_size))
@@ -176,7 +176,7 @@ class Gates(Probe):
                 continue
             for run in runs:
                 layers.append(self._summarize(run.weights, sums[run.weights.name], run.outputs(), edges))
-        return GatesResult(layers, self.saturation_level, notes)
+        return GateActivityResult(layers, self.saturation_level, notes)
 
     def _summarize(self, w: LayerWeights, sums: dict[str, Any], outputs: torch.Tensor, edges: list[int]) -> LayerGates:
         stats = []
@@ -196,7 +196,7 @@ class Gates(Probe):
         dead = torch.nonzero(~(peak > self.dead_threshold)).flatten().tolist()
         return LayerGates(w.name, w.kind, stats, timescales, dead, len(dead) / max(1, peak.numel()), edges)
 
-    def findings(self, result: GatesResult, ctx: ProbeContext) -> list[Finding]:
+    def findings(self, result: GateActivityResult, ctx: ProbeContext) -> list[Finding]:
         found = []
         for layer in result.layers:
             ts = layer.timescales

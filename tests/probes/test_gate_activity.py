@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gradhealth
-from gradhealth.probes.gates import Gates
+from gradhealth.probes.gate_activity import GateActivity
 from gradhealth.reference import chrono_lstm, constant_update_gru
 
 from .conftest import probe_context
@@ -23,7 +23,7 @@ def test_chrono_lstm_gives_timescales_one_plus_u_exactly() -> None:
     lstm = chrono_lstm(3, 8, max_timescale=60, seed=2)
     _zero_weights(lstm)  # the forget gate is then exactly σ(b_f) = σ(log u)
     u = torch.exp(lstm.bias_ih_l0.detach().double()[8:16])
-    (layer,) = Gates().run(probe_context(lstm, seq_len=10, input_scale=1.0)).layers
+    (layer,) = GateActivity().run(probe_context(lstm, seq_len=10, input_scale=1.0)).layers
     assert layer.timescales.gate == "f"
     assert layer.timescales.static == pytest.approx((1 + u).tolist(), rel=1e-12)
     assert layer.timescales.dynamic == pytest.approx((1 + u).tolist(), rel=1e-10)
@@ -34,7 +34,7 @@ def test_chrono_lstm_gives_timescales_one_plus_u_exactly() -> None:
 def test_constant_update_gru_timescale_is_one_over_one_minus_z() -> None:
     gru = constant_update_gru(4, 0.75)
     z = float(torch.sigmoid(gru.bias_ih_l0.detach().double()[4]))
-    (layer,) = Gates().run(probe_context(gru, seq_len=8)).layers
+    (layer,) = GateActivity().run(probe_context(gru, seq_len=8)).layers
     assert layer.timescales.gate == "z"
     assert layer.timescales.dynamic == pytest.approx([1 / (1 - z)] * 4, rel=1e-10)
     assert [g.gate for g in layer.gates] == ["r", "z", "n"]
@@ -45,7 +45,7 @@ def test_saturation_fractions_for_huge_and_tiny_inputs() -> None:
     gru = torch.nn.GRU(3, 6, batch_first=True)
     with torch.no_grad():
         gru.weight_ih_l0.mul_(1e4)
-    hot = {g.gate: g for g in Gates().run(probe_context(gru, seq_len=8)).layers[0].gates}
+    hot = {g.gate: g for g in GateActivity().run(probe_context(gru, seq_len=8)).layers[0].gates}
     assert hot["n"].saturated > 0.9
     assert hot["n"].saturated == pytest.approx(hot["n"].saturated_low + hot["n"].saturated_high)
     assert len(hot["n"].over_time) == 16
@@ -54,7 +54,7 @@ def test_saturation_fractions_for_huge_and_tiny_inputs() -> None:
         gru.weight_hh_l0.zero_()
         gru.bias_ih_l0.zero_()
         gru.bias_hh_l0.zero_()
-    cold = {g.gate: g for g in Gates().run(probe_context(gru, seq_len=8)).layers[0].gates}
+    cold = {g.gate: g for g in GateActivity().run(probe_context(gru, seq_len=8)).layers[0].gates}
     assert cold["z"].saturated == 0.0
     assert cold["z"].mean == pytest.approx(0.5, abs=1e-15)
     report = gradhealth.audit(_hot_gru(), seq_len=8, batch_size=2, probes=["gates"])
@@ -105,5 +105,5 @@ def test_vanilla_rnn_is_skipped_and_cells_inside_models_are_found() -> None:
                 out.append(h)
             return torch.stack(out, 1)
 
-    layers = Gates().run(probe_context(CellLoop(), input_size=3, seq_len=6)).layers
+    layers = GateActivity().run(probe_context(CellLoop(), input_size=3, seq_len=6)).layers
     assert [layer.layer for layer in layers] == ["cell"]
