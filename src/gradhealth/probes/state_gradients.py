@@ -14,6 +14,7 @@ tuple of tensors (the loss is then on the step's output y).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,8 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
-from gradhealth.metrics import summarize_profile
-from gradhealth.probes._bptt import sample_norms
+from gradhealth.metrics import resolution_floor, summarize_profile
+from gradhealth.probes._bptt import _rescale_factor, sample_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
@@ -90,6 +91,26 @@ def state_norms(loss: torch.Tensor, states: list[Any], max_lag: int) -> list[tor
     return norms
 
 
+def _scaled_norms(
+    ctx: ProbeContext, measure: Callable[[float], list[torch.Tensor]]
+) -> tuple[list[torch.Tensor], float]:
+    """The norms ``measure(scale)`` gives for the loss times ``scale``, and their resolution floor.
+
+    Where the gradients sit near the probe dtype's floor (float16's tiny/eps is 1/16), the loss is scaled by the
+    power of two the input-gradient recipe would choose (exact: the backward pass then runs above the floor),
+    and the norms and the floor are divided by it again. A scaled pass that overflows is not used.
+    """
+    floor = resolution_floor(ctx.dtype_name)
+    norms = measure(1.0)
+    factor = _rescale_factor(torch.cat(norms, dim=1), floor, ctx.dtype_name, output_is_finite=True)
+    if factor is None or factor <= 1:
+        return norms, floor
+    scaled = measure(factor)
+    if not all(bool(torch.isfinite(n).all()) for n in scaled):
+        return norms, floor
+    return [n / factor for n in scaled], floor / factor
+
+
 class StateGradients(Probe):
     """Exact ∂L/∂h_{t-k} and ∂L/∂c_{t-k} profiles, by stepping the model one step at a time."""
 
@@ -117,15 +138,16 @@ class StateGradients(Probe):
                     out = top.weights.output(top.states[-1])
                     v = ctx.randn(f"{self.name}/{layer.label}/{direction}", tuple(out.shape), like=out)
                     loss = (out * v).sum()
-                    for run in runs:
-                        if run.weights.is_reverse != top.weights.is_reverse:
-                            continue
+                    same = [run for run in runs if run.weights.is_reverse == top.weights.is_reverse]
+
+                    def measure(scale: float, loss: torch.Tensor = loss, same: list[LayerRun] = same) -> list[Any]:
+                        return [n for run in same for n in state_norms(loss * scale, run.states, ctx.config.seq_len)]
+
+                    norms, floor = _scaled_norms(ctx, measure)
+                    for run in same:
                         names = ["h", "c"] if run.weights.kind == "LSTM" else ["h"]
-                        norms = state_norms(loss, run.states, ctx.config.seq_len)
-                        profiles += [
-                            self._profile(ctx, run.weights.name, direction, n, s)
-                            for n, s in zip(names, norms, strict=True)
-                        ]
+                        profiles += [self._profile(ctx, run.weights.name, direction, n, norms.pop(0), floor)
+                                     for n in names]  # fmt: skip
         return StateGradientsResult(profiles, notes)
 
     @staticmethod
@@ -151,16 +173,21 @@ class StateGradients(Probe):
                 states.append(state)
             assert isinstance(y, torch.Tensor)
             v = ctx.randn(f"{self.name}/forward", tuple(y.shape), like=y)
-            norms = state_norms((y * v).sum(), states, ctx.config.seq_len)
+            loss = (y * v).sum()
+            norms, floor = _scaled_norms(ctx, lambda scale: state_norms(loss * scale, states, ctx.config.seq_len))
         names = ["h"] if len(norms) == 1 else [f"state[{i}]" for i in range(len(norms))]
         return StateGradientsResult(
-            [self._profile(ctx, "step", "forward", n, s) for n, s in zip(names, norms, strict=True)]
+            [self._profile(ctx, "step", "forward", n, s, floor) for n, s in zip(names, norms, strict=True)]
         )
 
     @staticmethod
-    def _profile(ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor) -> StateProfile:
+    def _profile(
+        ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor, floor: float
+    ) -> StateProfile:
         cfg = ctx.config
-        s = summarize_profile(norms.numpy(), dtype=ctx.dtype_name, eps=cfg.eps, explode_threshold=cfg.explode_threshold)
+        s = summarize_profile(
+            norms.numpy(), dtype=ctx.dtype_name, floor=floor, eps=cfg.eps, explode_threshold=cfg.explode_threshold
+        )
         m = s.metrics
         return StateProfile(
             layer, direction, name, s.profile.grad_norm, s.profile.g, m.decay_rate, m.decay_rate_tail, m.horizon,
