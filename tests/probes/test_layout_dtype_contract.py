@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,18 @@ UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, 
 LADDER = (8, 16, 32)
 
 SEQ_LEN, BATCH = 8, 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_intra_op_thread() -> Iterator[None]:
+    """These tensors are a few hundred numbers: torch's intra-op threads only contend with the other xdist worker
+    for the same cores (the module took 70 s on 2 idle cores with 2 threads per worker, 18 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # -- twin models -------------------------------------------------------------------------------------------------
