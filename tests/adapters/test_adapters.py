@@ -85,6 +85,17 @@ def test_declared_time_major_layout_works_for_callables() -> None:
     assert report.profile.g[0] == 1.0
 
 
+@pytest.mark.parametrize("module_batch_first", [True, False])
+def test_layout_batch_first_contradicting_the_module_is_refused(module_batch_first: bool) -> None:
+    """An nn.RNN/LSTM/GRU reads its input in its own layout: fed the other one, its recurrence runs over the batch
+    axis (it reported g = [1, 0, 0, ...], finite memory, horizon 1, without an error)."""
+    gru = nn.GRU(2, 3, batch_first=module_batch_first)
+    with pytest.raises(AdapterError, match=rf"layout.batch_first={not module_batch_first} contradicts GRU"):
+        quick(gru, layout=gradhealth.Layout(batch_first=not module_batch_first))
+    agreeing = quick(gru, layout=gradhealth.Layout(batch_first=module_batch_first))
+    assert agreeing.profile.g == quick(gru).profile.g
+
+
 def test_output_selectors_index_key_attribute_callable() -> None:
     lin = reference.LinearRecurrence(2, 0.5)
 

@@ -243,7 +243,8 @@ def {hook}({args}):
 
 
 @pytest.mark.parametrize(
-    ("hook", "args"), [("gradhealth_load_checkpoint", "path, options"), ("gradhealth_build_model", "checkpoint, options")]
+    ("hook", "args"),
+    [("gradhealth_load_checkpoint", "path, options"), ("gradhealth_build_model", "checkpoint, options")],
 )
 def test_loader_hook_returning_the_wrong_type_is_skipped_and_fatal_only_when_strict(
     hook: str, args: str, fake_entry_points: InstallFn, tmp_path: Any

@@ -14,12 +14,14 @@ from gradhealth.probes.base import ProbeContext
 from gradhealth.probes.length_scan import LengthScan
 
 
-def probe_context(model: Any, *, dtype: torch.dtype = torch.float64, **settings: Any) -> ProbeContext:
+def probe_context(
+    model: Any, *, dtype: torch.dtype = torch.float64, layout: gradhealth.Layout | None = None, **settings: Any
+) -> ProbeContext:
     """The context the engine would hand a probe: an adapter over a copy of ``model`` in ``dtype``, in eval mode."""
     settings.setdefault("seq_len", 16)
     settings.setdefault("batch_size", 4)
     config = AuditConfig(**settings)
-    adapter = adapt(model)
+    adapter = adapt(model, layout)
     copy = adapter.materialize(dtype, torch.device("cpu"))
     if copy.module is not None:
         copy.module.eval()

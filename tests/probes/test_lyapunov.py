@@ -61,3 +61,17 @@ def test_expanding_map_raises_gh203() -> None:
     report = gradhealth.audit(linear_unrolled(1.2 * torch.eye(2, dtype=torch.float64)), seq_len=10, batch_size=2,
                               probes=["lyapunov"])  # fmt: skip
     assert "GH203" in [f.code for f in report.findings]
+
+
+@pytest.mark.parametrize(("dtype", "unit_roundoff"), [("float16", 2.0**-11), ("bfloat16", 2.0**-8)])
+def test_half_precision_runs_and_resolves_ln_rho(dtype: str, unit_roundoff: float) -> None:
+    """torch has no half-precision QR (it raised NotImplementedError "geqrf_cpu" here): the frame is
+    orthonormalised in float32 and the Jacobian-vector products stay in the probe dtype."""
+    report = gradhealth.audit(scaled_orthogonal_rnn(8, 0.9), seq_len=20, batch_size=3, input_scale=1e-4,
+                              probes=["lyapunov"], dtype=dtype)  # fmt: skip
+    exponents = report.probes["lyapunov"]["layers"][0]["exponents"]
+    # Rounding W = 0.9Q to the dtype moves each |eigenvalue| by at most ||ΔW||_F <= u·||W||_F = 0.9·sqrt(8)·u,
+    # so each exponent ln|λ| by sqrt(8)·u; each step's product and QR add a few u to ln|R_ii| (4u allowed).
+    tolerance = (math.sqrt(8) + 4) * unit_roundoff
+    assert len(exponents) == 4
+    assert all(abs(e - math.log(0.9)) <= tolerance for e in exponents), (exponents, tolerance)

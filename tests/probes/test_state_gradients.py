@@ -65,3 +65,16 @@ def test_growing_state_gradient_raises_gh403() -> None:
 def test_plain_sequence_modules_are_skipped() -> None:
     report = gradhealth.audit(gradhealth.reference.DelayLine(3, 2), seq_len=4, batch_size=2, probes=["state_gradients"])
     assert "step" in report.skipped_probes["state_gradients"]
+
+
+@pytest.mark.parametrize("stepped", ["module", "unrolled"])
+def test_float16_profile_is_not_cut_by_an_absolute_floor(stepped: str) -> None:
+    """float16's floor tiny/eps is 1/16 of a unit gradient: the loss is scaled (by a power of two, exact) so the
+    state gradients sit far above it, as the lag profile's recipe does. Before: horizon 37 for 0.9^k (true 44)."""
+    model = constant_update_gru(8, 0.9) if stepped == "module" else linear_unrolled(0.9 * random_orthogonal(8))
+    result = StateGradients().run(probe_context(model, dtype=torch.float16, seq_len=50, batch_size=3,
+                                                input_scale=1e-4 if stepped == "module" else 1.0))  # fmt: skip
+    (profile,) = result.profiles
+    # float16 rounds z = 0.9 (or W = 0.9Q) by at most its unit roundoff 2^-11: 0.9^k moves by under 3% at k = 50
+    assert profile.ratio == pytest.approx([0.9**k for k in range(51)], rel=0.03)
+    assert profile.horizon == 44 and profile.horizon_reached

@@ -18,6 +18,7 @@ from gradhealth.adapters.base import (
     infer_input_size,
     select_output,
 )
+from gradhealth.errors import AdapterError
 
 __all__ = ["CellAdapter", "RecurrentModuleAdapter", "Unrolled", "UnrolledAdapter"]
 
@@ -27,14 +28,23 @@ StepFunction = Callable[[torch.Tensor, Any], tuple[torch.Tensor, Any]]
 class RecurrentModuleAdapter(Adapter):
     """``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` with any constructor options.
 
-    Reads ``batch_first``, ``bidirectional``, ``proj_size`` and ``input_size`` from the module; dropout between
-    layers is off because probes run the module in eval mode. The output is the module's output sequence, or
+    Reads ``batch_first``, ``bidirectional``, ``proj_size`` and ``input_size`` from the module (a
+    ``layout.batch_first`` that contradicts the module's is refused); dropout between layers is off because
+    probes run the module in eval mode. The output is the module's output sequence, or
     what ``layout.output`` picks from the ``(output, state)`` pair it returns (in the module's own layout).
     """
 
     family = "torch.nn.RNNBase"
 
     def __init__(self, model: nn.RNNBase, layout: Layout) -> None:
+        if layout.batch_first is not None and layout.batch_first != bool(model.batch_first):
+            # fed the other layout, the module would run its recurrence over the batch axis
+            raise AdapterError(
+                f"layout.batch_first={layout.batch_first} contradicts {type(model).__name__}(batch_first="
+                f"{bool(model.batch_first)}): the module reads its input in its own layout; leave "
+                "layout.batch_first unset",
+                model=model,
+            )
         super().__init__(model, layout)
         self.family = f"torch.nn.{type(model).__name__}"
 
@@ -44,7 +54,7 @@ class RecurrentModuleAdapter(Adapter):
 
     @property
     def batch_first(self) -> bool:
-        return bool(self.model.batch_first) if self.layout.batch_first is None else self.layout.batch_first
+        return bool(self.model.batch_first)
 
     def directions(self) -> list[Direction]:
         if self.model.bidirectional:

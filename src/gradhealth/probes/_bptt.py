@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +43,7 @@ __all__ = [
     "SavedDenormals",
     "backward_scope",
     "input_gradient_norms",
+    "measure_scaled",
     "sample_norms",
     "step_norms",
 ]
@@ -198,16 +200,10 @@ def _direction_norms(
     v = _seed(ctx, stream, y_t)
     floor = resolution_floor(ctx.dtype_name)
 
-    def measure(scale: float, flush: bool) -> torch.Tensor:
+    def measure(scale: float, flush: bool = flush) -> torch.Tensor:
         return _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, flush)
 
-    scale = 1.0
-    raw = measure(scale, flush)
-    for factor in _rescale_factors(raw, v, floor, ctx.dtype_name, output_is_finite):
-        candidate = measure(scale * factor, flush)
-        if bool(torch.isfinite(candidate).all()):  # a pass that overflowed anywhere is not used
-            raw, scale = candidate, scale * factor
-            break
+    raw, scale = measure_scaled(measure, v, floor, ctx.dtype_name, output_is_finite=output_is_finite)
     if flush and _has_zero_conclusion(raw, floor):
         raw, flush = measure(scale, False), False
     return LagNorms(direction.name, raw / scale, output_is_finite, floor / scale, scale, flush)
@@ -232,6 +228,31 @@ def _raw_norms(
     if direction.is_reverse:
         return per_step[:, : max_lag + 1]
     return per_step[:, total - 1 - max_lag :].flip(1)
+
+
+def measure_scaled(
+    measure: Callable[[float], torch.Tensor],
+    seed: torch.Tensor,
+    floor: float,
+    dtype: str,
+    *,
+    output_is_finite: bool = True,
+) -> tuple[torch.Tensor, float]:
+    """Per-sample norms ``measure(scale)`` for the loss with its seed vector times ``scale``, at the best scale.
+
+    ``measure(1.0)`` first; if its norms lie near the dtype's floor (or overflow in float16), the seed is scaled by
+    a power of two (exact, see :func:`_rescale_factors`) and the pass repeated; a scaled pass that overflows
+    anywhere is not used.
+
+    Returns:
+        The raw norms (still multiplied by the scale) and the scale.
+    """
+    raw = measure(1.0)
+    for factor in _rescale_factors(raw, seed, floor, dtype, output_is_finite):
+        candidate = measure(factor)
+        if bool(torch.isfinite(candidate).all()):
+            return candidate, factor
+    return raw, 1.0
 
 
 def _rescale_factors(

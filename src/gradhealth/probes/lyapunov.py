@@ -91,7 +91,7 @@ def lyapunov_exponents(
             s = states[:, t]
             step_t = functools.partial(_step_at, step, inputs[:, t])
             cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
-            q, r = torch.linalg.qr(torch.stack(cols, dim=-1))
+            q, r = _qr(torch.stack(cols, dim=-1))
             if t >= burn_in:
                 diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
                 total += torch.log(diag).mean(0).cpu()
@@ -183,7 +183,7 @@ class Lyapunov(Probe):
         batch, _, n = states.shape
         k = min(self.top_k or ctx.config.lyapunov_top_k, n)
         gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=states)
-        frame = torch.linalg.qr(gaussian)[0]
+        frame = _qr(gaussian)[0]
         exps = lyapunov_exponents(step, inputs, states, frame, min(burn_in, inputs.shape[1] - 1))
         return LayerExponents(layer, direction, n, exps.tolist(), inputs.shape[1] - min(burn_in, inputs.shape[1] - 1))
 
@@ -200,6 +200,20 @@ class Lyapunov(Probe):
                                  exponent=entry.exponents[0])
                 )  # fmt: skip
         return found
+
+
+#: dtypes torch.linalg.qr has no kernel for ("geqrf_cpu" not implemented for 'Half').
+_NO_QR_DTYPES = frozenset({torch.float16, torch.bfloat16})
+
+
+def _qr(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """QR of a batch of frames. Half-precision frames are orthonormalised in float32 and Q is cast back, so the
+    Jacobian-vector products still run in the probe dtype; the rounding of Q moves each ln|R_ii| by about one
+    unit roundoff of that dtype, below what a half-precision trajectory resolves anyway."""
+    if columns.dtype in _NO_QR_DTYPES:
+        q, r = torch.linalg.qr(columns.to(torch.float32))
+        return q.to(columns.dtype), r
+    return torch.linalg.qr(columns)
 
 
 def _step_at(step: StepMap, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

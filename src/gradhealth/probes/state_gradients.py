@@ -14,6 +14,7 @@ tuple of tensors (the loss is then on the step's output y).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,8 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
-from gradhealth.metrics import summarize_profile
-from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
+from gradhealth.metrics import resolution_floor, summarize_profile
+from gradhealth.probes._bptt import SavedDenormals, backward_scope, measure_scaled, sample_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
@@ -96,6 +97,17 @@ def state_norms(
     return norms
 
 
+def _scaled_norms(
+    ctx: ProbeContext, seed: torch.Tensor, measure: Callable[[float], list[torch.Tensor]]
+) -> tuple[list[torch.Tensor], float]:
+    """The norms ``measure(scale)`` gives for the loss times ``scale`` at the scale the input-gradient recipe
+    would choose (:func:`~gradhealth.probes._bptt.measure_scaled`), divided back, and their resolution floor."""
+    floor = resolution_floor(ctx.dtype_name)
+    widths = [n.shape[1] for n in measure(1.0)]
+    joined, scale = measure_scaled(lambda s: torch.cat(measure(s), dim=1), seed, floor, ctx.dtype_name)
+    return [n / scale for n in torch.split(joined, widths, dim=1)], floor / scale
+
+
 class StateGradients(Probe):
     """Exact ∂L/∂h_{t-k} and ∂L/∂c_{t-k} profiles, by stepping the model one step at a time."""
 
@@ -116,6 +128,7 @@ class StateGradients(Probe):
         saved = SavedDenormals()
         with saved:
             found, notes = driven_runs(ctx, self.name, track_states=True)
+        flush = not saved.found
         profiles = []
         with torch.enable_grad():
             for layer, runs in found:
@@ -125,17 +138,22 @@ class StateGradients(Probe):
                     out = top.weights.output(top.states[-1])
                     v = ctx.randn(f"{self.name}/{layer.label}/{direction}", tuple(out.shape), like=out)
                     loss = (out * v).sum()
-                    for run in runs:
-                        if run.weights.is_reverse != top.weights.is_reverse:
-                            continue
-                        names = ["h", "c"] if run.weights.kind == "LSTM" else ["h"]
-                        norms = state_norms(
-                            loss, run.states, ctx.config.seq_len, device=ctx.device, flush=not saved.found
-                        )
-                        profiles += [
-                            self._profile(ctx, run.weights.name, direction, n, s)
-                            for n, s in zip(names, norms, strict=True)
+                    same = [run for run in runs if run.weights.is_reverse == top.weights.is_reverse]
+
+                    def measure(scale: float, loss: torch.Tensor = loss, same: list[LayerRun] = same) -> list[Any]:
+                        return [
+                            n
+                            for run in same
+                            for n in state_norms(
+                                loss * scale, run.states, ctx.config.seq_len, device=ctx.device, flush=flush
+                            )
                         ]
+
+                    norms, floor = _scaled_norms(ctx, v, measure)
+                    for run in same:
+                        names = ["h", "c"] if run.weights.kind == "LSTM" else ["h"]
+                        profiles += [self._profile(ctx, run.weights.name, direction, n, norms.pop(0), floor)
+                                     for n in names]  # fmt: skip
         return StateGradientsResult(profiles, notes)
 
     @staticmethod
@@ -163,16 +181,25 @@ class StateGradients(Probe):
             assert isinstance(y, torch.Tensor)
             v = ctx.randn(f"{self.name}/forward", tuple(y.shape), like=y)
             loss = (y * v).sum()
-            norms = state_norms(loss, states, ctx.config.seq_len, device=ctx.device, flush=not saved.found)
+            flush = not saved.found
+            norms, floor = _scaled_norms(
+                ctx,
+                v,
+                lambda scale: state_norms(loss * scale, states, ctx.config.seq_len, device=ctx.device, flush=flush),
+            )
         names = ["h"] if len(norms) == 1 else [f"state[{i}]" for i in range(len(norms))]
         return StateGradientsResult(
-            [self._profile(ctx, "step", "forward", n, s) for n, s in zip(names, norms, strict=True)]
+            [self._profile(ctx, "step", "forward", n, s, floor) for n, s in zip(names, norms, strict=True)]
         )
 
     @staticmethod
-    def _profile(ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor) -> StateProfile:
+    def _profile(
+        ctx: ProbeContext, layer: str, direction: str, name: str, norms: torch.Tensor, floor: float
+    ) -> StateProfile:
         cfg = ctx.config
-        s = summarize_profile(norms.numpy(), dtype=ctx.dtype_name, eps=cfg.eps, explode_threshold=cfg.explode_threshold)
+        s = summarize_profile(
+            norms.numpy(), dtype=ctx.dtype_name, floor=floor, eps=cfg.eps, explode_threshold=cfg.explode_threshold
+        )
         m = s.metrics
         return StateProfile(
             layer, direction, name, s.profile.grad_norm, s.profile.g, m.decay_rate, m.decay_rate_tail, m.horizon,
