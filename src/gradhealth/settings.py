@@ -134,16 +134,13 @@ _PYTEST_ONLY = frozenset({PYTEST})
 
 
 class FaceDefault(NamedTuple):
-    """A face's own default for one setting, and why it may differ (it must not change any number).
+    """A face's own default for one setting, and why it may differ (it must not change any number)."""
 
-    Attributes:
-        face: the face whose default this is.
-        value: the default there.
-        reason: why, shown in the docs.
-    """
-
+    #: The face whose default this is.
     face: str
+    #: The default there.
     value: Any
+    #: Why, shown in the docs.
     reason: str
 
 
