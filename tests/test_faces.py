@@ -30,6 +30,7 @@ from gradhealth import settings as table
 from gradhealth.cli import app
 from gradhealth.config import AuditConfig
 from gradhealth.gates import HorizonDrop
+from gradhealth.loaders.layout import LAYOUT_SETTINGS
 from gradhealth.report import Report, decode_floats
 
 pytest_plugins = ["pytester"]
@@ -71,10 +72,15 @@ SAMPLES: dict[str, Sample] = {
     "trust": Sample("true", True),
     "allow_global": Sample("pathlib.PosixPath", ("pathlib.PosixPath",)),
     "nonlinearity": Sample("relu", "relu"),
+    "batch_first": Sample("false", False, "false"),
+    "input_arg": Sample("inputs", "inputs"),
+    "model_output": Sample("logits", "logits"),
+    "embedding": Sample("encoder.embed", "encoder.embed"),
     "format": Sample("json", "json"),
     "output": Sample("out.json", Path("out.json")),
     "plot": Sample("plots", Path("plots")),
     "jobs": Sample("2", 2, "2"),
+    "threads": Sample("3", 3, "3"),
     "progress": Sample("false", False, "false"),
     "verbose": Sample("true", True),
     "debug": Sample("true", True),
@@ -151,6 +157,10 @@ def _reached(plan: Any, name: str) -> Any:
         return plan.job.load_options["trust" if name == "trust" else "allow_globals"]
     if name in ("model", "model_kwargs", "nonlinearity"):
         return plan.job.model_options[name]
+    if name in LAYOUT_SETTINGS:
+        return plan.job.model_options["layout"][LAYOUT_SETTINGS[name]]
+    if name == "threads":
+        return plan.job.threads
     if name == "debug":
         return plan.job.debug
     return plan.settings.values[name]
@@ -218,6 +228,7 @@ import gradhealth
 from gradhealth import reference
 from gradhealth.config import AuditConfig
 from gradhealth.gates import HorizonDrop
+from gradhealth.loaders.layout import LAYOUT_SETTINGS
 from gradhealth.pytest_plugin import item_settings
 
 {marker}

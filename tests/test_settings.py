@@ -99,7 +99,7 @@ def test_booleans_refuse_anything_else(word: object) -> None:
         ("model", "nope", "invalid model 'nope' from here: use package.module:factory*"),
         ("model_kwargs", "1", "invalid model_kwargs '1' from here: must be a JSON object*"),
         ("model_kwargs", "{", "invalid model_kwargs '{' from here: not valid JSON*"),
-        ("nonlinearity", "sigmoid", "invalid nonlinearity 'sigmoid' from here: use one of tanh, relu"),
+        ("nonlinearity", "sigmoid", "invalid nonlinearity 'sigmoid' from here: use one of tanh, relu or auto"),
         ("task", "", "invalid task '' from here: must be a non-empty string"),
     ],
 )

@@ -514,11 +514,50 @@ TABLE: tuple[Setting, ...] = (
     ),
     _setting(
         "nonlinearity",
-        Choice(names=("tanh", "relu")),
-        "tanh",
-        "nonlinearity of rebuilt nn.RNN layers (the weights cannot tell)",
+        Choice(optional=True, names=("tanh", "relu")),
+        None,
+        "nonlinearity of rebuilt nn.RNN layers: tanh or relu (the weights cannot tell)",
         _CLI_AND_FILE,
         LOADING,
+        default_text="tanh, and the report says it was assumed",
+    ),
+    # How the CLI calls a model built by --model or found in a file (what the API's Layout says).
+    _setting(
+        "batch_first",
+        Boolean(optional=True),
+        None,
+        "the model takes batch-first sequences (batch, time, features), or time-major ones (time, batch, "
+        "features) with --no-batch-first; a value that contradicts the module's own batch_first is refused",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="the module's own batch_first, else batch-first",
+    ),
+    _setting(
+        "input_arg",
+        Text(optional=True),
+        None,
+        "the forward argument that takes the sequence: a position (0, 1, ...) or a keyword name",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="the first argument",
+    ),
+    _setting(
+        "model_output",
+        Text(optional=True),
+        None,
+        "what to take from the model's return value: a position (0, 1, ...) or a key or attribute name",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="the tensor, or the first 3-D tensor it holds",
+    ),
+    _setting(
+        "embedding",
+        Text(optional=True),
+        None,
+        "dotted name of the nn.Embedding whose output receives the gradient (token-id models)",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="the first nn.Embedding",
     ),
     # Output and running (the CLI).
     _setting(
@@ -550,6 +589,15 @@ TABLE: tuple[Setting, ...] = (
     ),
     _setting(
         "jobs", Integer(minimum=1), 1, "audit in N parallel processes", _CLI_AND_FILE, OUTPUT, short_flags=("-j",)
+    ),
+    _setting(
+        "threads",
+        Integer(minimum=1, optional=True),
+        None,
+        "torch CPU threads per job (no number changes, only the speed)",
+        _CLI_AND_FILE,
+        OUTPUT,
+        default_text="the CPUs this process may use divided by jobs (at least 1); OMP_NUM_THREADS if set",
     ),
     _setting(
         "progress",

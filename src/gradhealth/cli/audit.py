@@ -56,30 +56,52 @@ class AuditJob:
     load_options: dict[str, Any]
     model_options: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
+    threads: int | None = None
 
 
 def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     """Load one checkpoint and audit every model found in it; an error becomes an entry, never an exception."""
-    from gradhealth.config import AuditConfig
-    from gradhealth.engine import run_audit
-    from gradhealth.plugins import models_to_audit, open_checkpoint
-    from gradhealth.render.registry import NamedReport
+    from gradhealth.cli._threads import torch_threads
 
     try:
-        checkpoint = open_checkpoint(Path(path), job.load_options)
-        models = models_to_audit(checkpoint, job.model_options)
-        config = AuditConfig.from_dict(job.config)
-        entries = []
-        for layer, module in models:
-            name = path if job.model_options.get("model") else f"{path}:{layer}"
-            report = run_audit(module, config)
-            report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
-            entries.append(NamedReport(name, path, layer, report))
-        return entries
+        with torch_threads(job.threads):
+            return _audit_models(path, job)
     except (GradhealthError, OSError, ValueError) as exc:
+        from gradhealth.render.registry import NamedReport
+
         if job.debug:
             traceback.print_exc(file=sys.stderr)
         return [NamedReport(path, path, None, None, error=one_line(exc))]
+
+
+def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
+    from gradhealth.config import AuditConfig
+    from gradhealth.engine import run_audit
+    from gradhealth.findings import make_finding, sort_findings
+    from gradhealth.loaders.layout import declared_layout
+    from gradhealth.plugins import models_to_audit, open_checkpoint
+    from gradhealth.render.registry import NamedReport
+
+    checkpoint = open_checkpoint(Path(path), job.load_options)
+    models = models_to_audit(checkpoint, job.model_options)
+    config = AuditConfig.from_dict(job.config)
+    metadata = getattr(checkpoint, "metadata", None) or {}
+    entries = []
+    for layer, module in models:
+        name = path if job.model_options.get("model") else f"{path}:{layer}"
+        base = (metadata.get("layouts") or {}).get(layer)
+        layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
+        report = run_audit(module, config, layout)
+        report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
+        saved = metadata.get("hyper_parameters")
+        if saved and job.model_options.get("model"):
+            report.model["hyper_parameters"] = sorted(saved)
+        assumed = (metadata.get("assumptions") or {}).get(layer)
+        if assumed:
+            finding = make_finding("GH903", assumed, probe="loader", assumption=assumed, layer=layer)
+            report.findings = sort_findings([*report.findings, finding])
+        entries.append(NamedReport(name, path, layer, report))
+    return entries
 
 
 @dataclass
@@ -108,7 +130,9 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     Raises:
         ConfigError: the first problem, naming the flag or the file it came from.
     """
+    from gradhealth.cli._threads import threads_per_job
     from gradhealth.config import AuditConfig
+    from gradhealth.loaders.layout import layout_fields
     from gradhealth.plugins import get_renderer
 
     values = settings.values
@@ -126,8 +150,10 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
             "model": values["model"],
             "model_kwargs": values["model_kwargs"] or {},
             "nonlinearity": values["nonlinearity"],
+            "layout": layout_fields(values),
         },
         debug=values["debug"],
+        threads=threads_per_job(values["threads"], values["jobs"]),
     )
     return AuditPlan(settings, job, gates, baselines, renderer)
 

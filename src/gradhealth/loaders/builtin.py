@@ -26,27 +26,7 @@ def gradhealth_load_checkpoint(path: Path, options: dict[str, Any]) -> Any:
 
 @hookimpl(trylast=True)
 def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any:
-    """Models to audit as ``[(name, module), ...]``: the ``--model`` factory, or every recurrent layer found."""
-    import torch
-    from torch import nn
+    """Models to audit as ``[(name, module), ...]`` (see :mod:`gradhealth.loaders.models`)."""
+    from gradhealth.loaders.models import models_in_checkpoint
 
-    from gradhealth.loaders.factory import build_from_factory, load_strict
-    from gradhealth.loaders.reconstruct import reconstruct_layers
-
-    spec = options.get("model")
-    if spec:
-        model = build_from_factory(spec, dict(options.get("model_kwargs") or {}))
-        return [(spec.partition(":")[2], load_strict(model, checkpoint.state_dict, where=str(checkpoint.path)))]
-    module = checkpoint.module
-    if isinstance(module, nn.Module) and not isinstance(module, torch.jit.ScriptModule):
-        live = [
-            (name or type(module).__name__, sub.eval())
-            for name, sub in module.named_modules()
-            if isinstance(sub, (nn.RNNBase, nn.RNNCellBase))
-        ]
-        if live:
-            return live
-    return [
-        (found.name, found.module)
-        for found in reconstruct_layers(checkpoint.state_dict, nonlinearity=options.get("nonlinearity") or "tanh")
-    ]
+    return models_in_checkpoint(checkpoint, options)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -11,7 +12,10 @@ from torch import nn
 from gradhealth.errors import CheckpointError, ConfigError
 from gradhealth.loaders._imports import import_object
 
-__all__ = ["build_from_factory", "load_strict", "parse_model_kwargs", "state_dict_diff"]
+if TYPE_CHECKING:
+    from gradhealth.adapters.base import Layout
+
+__all__ = ["build_from_factory", "factory_arguments", "load_strict", "parse_model_kwargs", "state_dict_diff"]
 
 
 def parse_model_kwargs(text: str | None, *, source: str = "--model-kwargs") -> dict[str, Any]:
@@ -31,26 +35,58 @@ def parse_model_kwargs(text: str | None, *, source: str = "--model-kwargs") -> d
     return value
 
 
-def build_from_factory(spec: str, kwargs: dict[str, Any]) -> nn.Module:
+def build_from_factory(spec: str, kwargs: dict[str, Any]) -> tuple[nn.Module, Layout | None]:
     """Import ``package.module:factory`` and call it with ``kwargs``.
+
+    The factory returns an ``nn.Module``, or ``(module, gradhealth.Layout)`` to say how the module takes its
+    sequence (a time-major model, an input argument, an output to pick).
 
     Raises:
         ConfigError: the spec is malformed, cannot be imported, or the factory fails or returns no module.
     """
+    from gradhealth.adapters.base import Layout
+
+    factory = _import_factory(spec)
+    try:
+        made = factory(**kwargs)
+    except Exception as exc:  # the user's factory may raise anything
+        raise ConfigError("model", spec, f"the factory raised {type(exc).__name__}: {exc}") from exc
+    layout = None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], Layout):
+        made, layout = made
+    if not isinstance(made, nn.Module):
+        raise ConfigError(
+            "model", spec, f"the factory returned a {type(made).__name__}, not an nn.Module or (nn.Module, Layout)"
+        )
+    return made, layout
+
+
+def _import_factory(spec: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError("model", spec, "use package.module:factory (a callable returning an nn.Module)")
     try:
-        factory = import_object(module_name, attr)
+        return import_object(module_name, attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError("model", spec, f"cannot import it ({exc}); is the package on PYTHONPATH?") from exc
+
+
+def factory_arguments(spec: str, saved: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The factory's keyword arguments: a checkpoint's saved hyperparameters, then ``--model-kwargs`` on top.
+
+    Saved names the factory does not take are left out (as Lightning's ``load_from_checkpoint`` does), unless it
+    takes ``**kwargs``.
+    """
+    if not saved:
+        return dict(given)
     try:
-        model = factory(**kwargs)
-    except Exception as exc:  # the user's factory may raise anything
-        raise ConfigError("model", spec, f"the factory raised {type(exc).__name__}: {exc}") from exc
-    if not isinstance(model, nn.Module):
-        raise ConfigError("model", spec, f"the factory returned a {type(model).__name__}, not an nn.Module")
-    return model
+        params = inspect.signature(_import_factory(spec)).parameters.values()
+    except (TypeError, ValueError):
+        return {**saved, **given}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        saved = {k: v for k, v in saved.items() if k in names}
+    return {**saved, **given}
 
 
 def state_dict_diff(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradhealth.errors import CheckpointError, GradhealthError
+from gradhealth.loaders.contents import hyper_parameters, module_attributes
 from gradhealth.loaders.detect import CODE_FORMATS, detect_format, hf_weight_files
 from gradhealth.loaders.safety import refusal, resolve_allowed_globals, unsafe_globals
 
@@ -82,7 +83,9 @@ def load_checkpoint(path: Path, options: LoadOptions | None = None) -> Checkpoin
             path=path,
         ) from exc
     state_dict, module, key = extract_state_dict(obj, path)
-    return Checkpoint(path, fmt, state_dict, module, key)
+    saved = hyper_parameters(obj)
+    metadata = {"hyper_parameters": saved[1], "hyper_parameters_key": saved[0]} if saved else {}
+    return Checkpoint(path, fmt, state_dict, module, key, metadata)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -150,6 +153,13 @@ def extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], n
         tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
         if tensors:
             return tensors, None, None
+    held = module_attributes(obj)
+    if held:
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, which is not an nn.Module; nn.Module attributes found: "
+            f"{', '.join(held)}; save the network itself (torch.save(obj.<attribute>)) and audit that file",
+            path=path,
+        )
     raise CheckpointError(
         f"{path} holds no weights: found a {type(obj).__name__} without tensors or a 'state_dict' entry",
         path=path,
