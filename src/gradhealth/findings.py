@@ -212,7 +212,7 @@ CATALOGUE: dict[str, FindingSpec] = {
             "info",
             "the rebuilt model rests on an assumption the weights cannot confirm",
             "A bare nn.RNN state_dict does not record its nonlinearity, so the layer was rebuilt with tanh; a ReLU "
-            "RNN measured as tanh gets a different horizon. Pass --nonlinearity relu (or nonlinearity = \"relu\" in "
+            'RNN measured as tanh gets a different horizon. Pass --nonlinearity relu (or nonlinearity = "relu" in '
             "[tool.gradhealth]) if the model used ReLU, or --nonlinearity tanh to confirm.",
         ),
         FindingSpec(

@@ -23,7 +23,6 @@ from gradhealth.errors import ConfigError, GradhealthError
 if TYPE_CHECKING:
     from gradhealth.gates import Thresholds
     from gradhealth.render.registry import NamedReport, Renderer
-    from gradhealth.report import Report
 
 __all__ = ["AuditJob", "AuditPlan", "audit_checkpoint", "plan_audit", "register"]
 
@@ -75,6 +74,7 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
 
 
 def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
+    from gradhealth.cli._baseline import checkpoint_key
     from gradhealth.config import AuditConfig
     from gradhealth.engine import run_audit
     from gradhealth.findings import make_finding, sort_findings
@@ -92,7 +92,9 @@ def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
         base = (metadata.get("layouts") or {}).get(layer)
         layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
         report = run_audit(module, config, layout)
-        report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
+        report.model.update(
+            checkpoint=path, checkpoint_key=checkpoint_key(path), checkpoint_format=checkpoint.format, layer=layer
+        )
         saved = metadata.get("hyper_parameters")
         if saved and job.model_options.get("model"):
             report.model["hyper_parameters"] = sorted(saved)
@@ -112,14 +114,14 @@ class AuditPlan:
         settings: the resolved settings, with their sources.
         job: what each input's audit needs (plain data).
         gates: the thresholds.
-        baselines: the baseline reports by name.
+        baselines: the baseline's entries.
         renderer: the output format's renderer.
     """
 
     settings: table.Resolved
     job: AuditJob
     gates: Thresholds
-    baselines: dict[str, Report]
+    baselines: list[NamedReport]
     renderer: Renderer
 
 
@@ -220,13 +222,13 @@ def _check_factory(settings: table.Resolved) -> None:
         raise ConfigError("model", spec, "is not callable", source=settings.source("model"))
 
 
-def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:
+def _gates(settings: table.Resolved) -> tuple[Thresholds, list[NamedReport]]:
     from gradhealth.gates import HorizonDrop, Thresholds
     from gradhealth.render.json import read_reports
 
     values = settings.values
     baseline_path, baseline_src = values["baseline"], settings.source("baseline")
-    baselines: dict[str, Report] = {}
+    baselines: list[NamedReport] = []
     if baseline_path is not None:
         try:
             entries = read_reports(Path(baseline_path).read_text(encoding="utf-8"), name=str(baseline_path))
@@ -236,7 +238,7 @@ def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:
             ) from exc
         except (OSError, ValueError) as exc:
             raise ConfigError("baseline", str(baseline_path), one_line(exc), source=baseline_src) from exc
-        baselines = {e.name: e.report for e in entries if e.report is not None}
+        baselines = [e for e in entries if e.report is not None]
     elif values["max_horizon_drop"] is not None:
         raise ConfigError(
             "max_horizon_drop",
@@ -254,32 +256,28 @@ def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:
     return gates, baselines
 
 
-def _baseline_for(entry: NamedReport, baselines: dict[str, Report]) -> Report | None:
-    if len(baselines) == 1:
-        return next(iter(baselines.values()))
-    for key in (entry.name, entry.layer, Path(entry.path).name):
-        if key in baselines:
-            return baselines[key]
-    return None
-
-
-def _apply_gates(entries: list[NamedReport], gates: Thresholds, baselines: dict[str, Report]) -> None:
+def _apply_gates(entries: list[NamedReport], gates: Thresholds, baselines: list[NamedReport]) -> list[str]:
+    """Evaluate the gates on every entry; returns the baseline entries this run did not audit."""
     import dataclasses
 
+    from gradhealth.cli._baseline import match_baseline
     from gradhealth.gates import GateResult, evaluate_gates
 
-    for entry in entries:
-        if entry.report is None:
-            continue
+    audited = [e for e in entries if e.report is not None]
+    matched = match_baseline(audited, baselines) if baselines else None
+    for i, entry in enumerate(audited):
+        assert entry.report is not None
         entry_gates = gates
-        if baselines:
-            baseline = _baseline_for(entry, baselines)
+        if matched is not None:
+            baseline = matched.reports[i]
             if baseline is None:
-                entry.gates.append(GateResult("max_horizon_drop", False, f"the baseline has no entry for {entry.name}"))
+                message = f"new: the baseline has no entry for {entry.name}; not compared"
+                entry.gates.append(GateResult("max_horizon_drop", True, message))
                 entry_gates = dataclasses.replace(gates, max_horizon_drop=None)
             else:
                 entry_gates = dataclasses.replace(gates, baseline=baseline)
         entry.gates.extend(evaluate_gates(entry.report, entry_gates))
+    return matched.missing if matched is not None else []
 
 
 def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> list[NamedReport]:
@@ -380,7 +378,10 @@ def _audit_all(paths: list[str], plan: AuditPlan) -> list[NamedReport]:
     values = plan.settings.values
     show_bar = values["progress"] and values["format"] == "table" and sys.stderr.isatty() and len(paths) > 1
     entries = _run_all(paths, plan.job, values["jobs"], show_bar)
-    _apply_gates(entries, plan.gates, plan.baselines)
+    missing = _apply_gates(entries, plan.gates, plan.baselines)
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+        typer.echo(f"gradhealth: note: missing from this run, in the baseline: {shown}", err=True)
     return entries
 
 

@@ -10,6 +10,7 @@ import typer
 
 from gradhealth.cli._common import clean_errors, write_output
 from gradhealth.cli._options import check_format, cli_option
+from gradhealth.settings import SETTINGS
 
 __all__ = ["FORMATS", "inspect_checkpoint", "register"]
 
@@ -41,13 +42,19 @@ def _safety(path: Path, fmt: str, allowed: tuple[str, ...]) -> tuple[str, list[s
     return "safe", []
 
 
-def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[str, ...] = ()) -> dict[str, Any]:
+def inspect_checkpoint(
+    path: Path, *, trust: bool = False, allow_globals: tuple[str, ...] = (), nonlinearity: str | None = None
+) -> dict[str, Any]:
     """What ``gradhealth inspect`` reports, as plain data.
+
+    A rebuilt ``nn.RNN`` layer lists its nonlinearity: ``nonlinearity`` if given, else the one ``audit`` would
+    assume, with ``assumption`` saying so.
 
     Raises:
         CheckpointError: the input is missing, corrupt or of an unknown format.
     """
     from gradhealth.loaders import detect_format
+    from gradhealth.loaders.models import ASSUMED_NONLINEARITY, nonlinearity_assumption
     from gradhealth.loaders.reconstruct import layer_specs
     from gradhealth.plugins import open_checkpoint
 
@@ -63,10 +70,24 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
         {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
         for k, v in checkpoint.state_dict.items()
     ]
-    info["recurrent_layers"] = [
-        {"name": s.prefix or "rnn", "module": s.describe()} for s in layer_specs(checkpoint.state_dict)
-    ]
+    layers = []
+    for spec in layer_specs(checkpoint.state_dict):
+        layer: dict[str, Any] = {"name": spec.prefix or "rnn", "module": spec.describe()}
+        if spec.family == "RNN":
+            layer["nonlinearity"] = nonlinearity or ASSUMED_NONLINEARITY
+            layer["assumption"] = nonlinearity_assumption(spec.family, nonlinearity)
+        layers.append(layer)
+    info["recurrent_layers"] = layers
     return info
+
+
+def _layer_line(layer: dict[str, Any]) -> str:
+    line = f"    {layer['name']}: {layer['module']}"
+    if "nonlinearity" in layer:
+        line += f" {layer['nonlinearity']}"
+    if layer.get("assumption"):
+        line += f" ({layer['assumption']})"
+    return line
 
 
 def _as_text(info: dict[str, Any]) -> str:
@@ -80,7 +101,7 @@ def _as_text(info: dict[str, Any]) -> str:
     lines += [f"    {t['name']}  {tuple(t['shape'])}  {t['dtype']}" for t in info["tensors"]]
     layers = info["recurrent_layers"]
     lines.append(f"  recurrent layers found ({len(layers)}):" if layers else "  recurrent layers found: none")
-    lines += [f"    {layer['name']}: {layer['module']}" for layer in layers]
+    lines += [_layer_line(layer) for layer in layers]
     return "\n".join(lines) + "\n"
 
 
@@ -88,6 +109,7 @@ def inspect_command(
     inputs: Annotated[list[Path], typer.Argument(help="Checkpoint files or folders.", show_default=False)],
     trust: bool = cli_option("trust", help_text="Load files that hold code, to list their tensors."),
     allow_global: list[str] | None = cli_option("allow_global"),
+    nonlinearity: str | None = cli_option("nonlinearity"),
     output_format: str = cli_option("format", help_text="Output format: table or json."),
     output: str | None = cli_option("output"),
     debug: bool = cli_option("debug"),
@@ -95,7 +117,11 @@ def inspect_command(
     """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
     with clean_errors(debug):
         check_format(output_format, FORMATS, command="inspect")
-        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ())) for p in inputs]
+        given = SETTINGS["nonlinearity"].parse(nonlinearity, source="--nonlinearity")
+        infos = [
+            inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ()), nonlinearity=given)
+            for p in inputs
+        ]
         if output_format == "json":
             text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
         else:

@@ -35,9 +35,7 @@ def is_library_model_type(model_type: object) -> bool:
     return model_type in transformers.CONFIG_MAPPING
 
 
-def build_hf_model(
-    config: dict[str, Any], state_dict: dict[str, torch.Tensor], *, where: str
-) -> tuple[str, nn.Module]:
+def build_hf_model(config: dict[str, Any], state_dict: dict[str, torch.Tensor], *, where: str) -> tuple[str, nn.Module]:
     """The folder's model, built from ``config`` by ``transformers`` and loaded with ``state_dict``.
 
     Returns:
@@ -102,7 +100,7 @@ def _model_class(transformers: Any, hf_config: Any, config: dict[str, Any], wher
         if not isinstance(name, str) or not name.isidentifier():
             continue
         cls = getattr(transformers, name, None)
-        if isinstance(cls, type) and issubclass(cls, base) and cls.config_class is type(hf_config):
+        if isinstance(cls, type) and issubclass(cls, base) and getattr(cls, "config_class", None) is type(hf_config):
             return cls
     mapping = transformers.MODEL_MAPPING
     try:

@@ -45,10 +45,7 @@ def declared_layout(module: nn.Module, fields: Mapping[str, Any], base: Layout |
     Raises:
         ConfigError: the declared ``batch_first`` contradicts the module's own ``batch_first`` attribute.
     """
-    if not fields:
-        layout = base
-    else:
-        layout = dataclasses.replace(base or Layout(), **fields)
+    layout = dataclasses.replace(base or Layout(), **fields) if fields else base
     if layout is None or layout.batch_first is None:
         return layout
     own = getattr(module, "batch_first", None)
@@ -57,8 +54,7 @@ def declared_layout(module: nn.Module, fields: Mapping[str, Any], base: Layout |
         raise ConfigError(
             "batch_first",
             layout.batch_first,
-            f"contradicts {name}'s own batch_first={own}: the module reads its input in its own layout; leave it "
-            "unset",
+            f"contradicts {name}'s own batch_first={own}: the module reads its input in its own layout; leave it unset",
             source=source,
         )
     return layout

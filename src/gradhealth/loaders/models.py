@@ -26,7 +26,7 @@ from gradhealth.loaders.factory import build_from_factory, factory_arguments, lo
 from gradhealth.loaders.huggingface import build_hf_model, is_library_model_type
 from gradhealth.loaders.reconstruct import layer_specs, reconstruct_layers
 
-__all__ = ["ASSUMED_NONLINEARITY", "nonlinearity_assumption", "models_in_checkpoint"]
+__all__ = ["ASSUMED_NONLINEARITY", "models_in_checkpoint", "nonlinearity_assumption"]
 
 #: The nonlinearity rebuilt ``nn.RNN`` layers get when the user does not say.
 ASSUMED_NONLINEARITY = "tanh"
@@ -65,10 +65,11 @@ def models_in_checkpoint(checkpoint: Any, options: dict[str, Any]) -> list[tuple
         if whole:
             return whole
     config = metadata.get("config")
-    if checkpoint.format == "hf_folder" and isinstance(config, dict) and "model_type" in config:
-        # The library's own model type first; else standard layers if the weights hold some; else say why not.
-        if is_library_model_type(config["model_type"]) or not layer_specs(checkpoint.state_dict):
-            return [build_hf_model(config, checkpoint.state_dict, where=str(checkpoint.path))]
+    # A folder's model: the library's own model type first; else standard layers if the weights hold some; else
+    # the one line saying why it cannot be built.
+    is_hf = checkpoint.format == "hf_folder" and isinstance(config, dict) and "model_type" in config
+    if is_hf and (is_library_model_type(config["model_type"]) or not layer_specs(checkpoint.state_dict)):
+        return [build_hf_model(config, checkpoint.state_dict, where=str(checkpoint.path))]
     given = options.get("nonlinearity")
     found = reconstruct_layers(checkpoint.state_dict, nonlinearity=given or ASSUMED_NONLINEARITY)
     for layer in found:
