@@ -73,7 +73,9 @@ def test_inspect_code_format_needs_trust(run: Run, tmp_path: Path) -> None:
     assert (info["format"], info["tensors"]) == ("torchscript", None)
     assert "needs --trust" in info["safety"]
     trusted = json.loads(run("inspect", path, "--format", "json", "--trust").stdout)
-    assert trusted["recurrent_layers"] == [{"name": "rnn", "module": "RNN(2, 3)"}]
+    (layer,) = trusted["recurrent_layers"]
+    assert (layer["name"], layer["module"], layer["nonlinearity"]) == ("rnn", "RNN(2, 3)", "tanh")
+    assert layer["assumption"].startswith("nonlinearity assumed tanh")
 
 
 def _linear_reports(run: Run, tmp_path: Path) -> tuple[Path, Path]:
