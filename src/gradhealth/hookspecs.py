@@ -103,8 +103,11 @@ def gradhealth_build_model(checkpoint: Any, options: dict[str, Any]) -> Any | No
     """Build the model(s) to audit from a loaded checkpoint: ``[(name, module), ...]``, or ``None`` to pass.
 
     Called by the CLI once per loaded checkpoint; the first non-``None`` result wins, and the built-in builder
-    (``--model`` factory, or standard recurrent layers rebuilt from parameter names) is ``trylast``. ``options``
-    holds ``model`` (the ``--model`` spec, if given: pass then), ``model_kwargs`` and ``nonlinearity``.
+    (``--model`` factory, a whole module the file held, a Hugging Face folder built by ``transformers``, or
+    standard recurrent layers rebuilt from parameter names) is ``trylast``. ``options`` holds ``model`` (the
+    ``--model`` spec, if given: pass then), ``model_kwargs``, ``nonlinearity`` (``None``: not given) and ``layout``
+    (the command line's Layout fields). A builder may record in ``checkpoint.metadata`` a ``Layout`` per model
+    name under ``"layouts"`` and a sentence per model name under ``"assumptions"`` (reported as GH903).
     """
 
 

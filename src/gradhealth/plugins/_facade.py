@@ -368,7 +368,8 @@ def open_checkpoint(path: Path, options: dict[str, Any]) -> Any:
 
 
 def models_to_audit(checkpoint: Any, options: dict[str, Any]) -> list[tuple[str, nn.Module]]:
-    """The named models to audit in a loaded checkpoint (options: ``model``, ``model_kwargs``, ``nonlinearity``).
+    """The named models to audit in a loaded checkpoint (options: ``model``, ``model_kwargs``, ``nonlinearity``,
+    ``layout``).
 
     Raises:
         CheckpointError: no recurrent layer found and no ``--model`` given.
