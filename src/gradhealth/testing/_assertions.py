@@ -84,7 +84,7 @@ def assert_no_vanishing(
     report, label = _audit(
         model, "assert_no_vanishing", {**settings, **_over(over, "assert_no_vanishing")}, name, layout
     )
-    gates = gates_from({"fail_on": {"inconclusive", "vanishing", "non_finite"}})
+    gates = gates_from({"fail_on": {"inconclusive", "finite_memory", "vanishing", "non_finite"}})
     verify(report, gates, check=f"assert_no_vanishing(over={over})", label=label)
     return report
 

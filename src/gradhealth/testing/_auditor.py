@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Auditor", "ambient_settings", "call_layer", "gates_from", "run_audit", "skip_if_switched_off", "verify"]
 
-_UNHEALTHY = frozenset({"inconclusive", "vanishing", "exploding", "non_finite"})
+_UNHEALTHY = frozenset({"inconclusive", "finite_memory", "vanishing", "exploding", "non_finite"})
 _UNBOUNDED = frozenset({"exploding", "non_finite"})
 
 
