@@ -79,7 +79,7 @@ class RecurrentModuleAdapter(Adapter):
         x = inputs if self.batch_first else inputs.transpose(0, 1)
         value = self.model(x)
         out = value[0] if self.layout.output is None else select_output(value, self.layout.output)
-        return AdapterOutput(inputs, out if self.batch_first else out.transpose(0, 1))
+        return AdapterOutput(inputs, out if self.batch_first or out.dim() != 3 else out.transpose(0, 1))
 
 
 class CellAdapter(Adapter):
