@@ -153,7 +153,9 @@ def test_model_error_is_one_line_with_input_shape_and_hint() -> None:
 
 def test_input_size_mismatch_and_missing() -> None:
     # the user's value wins over the model's own (issue 12): a wrong one fails with the model's error
-    with pytest.raises(ModelCallError, match=r"Expected 4, got 5; the model.s input size reads 4 \(from LSTM.input_size\)"):
+    with pytest.raises(
+        ModelCallError, match=r"Expected 4, got 5; the model.s input size reads 4 \(from LSTM.input_size\)"
+    ):
         quick(nn.LSTM(4, 3), input_size=5)
     with pytest.raises(ConfigError, match=r"cannot infer the input size of function; pass input_size="):
         quick(lambda x: x)

@@ -25,12 +25,12 @@ __all__ = [
     "AdapterOutput",
     "Direction",
     "Layout",
+    "accepts_keyword",
     "cast_module",
     "cast_tensor",
     "complex_dtype_for",
-    "describe_value",
-    "accepts_keyword",
     "deep_copy",
+    "describe_value",
     "infer_input_size",
     "input_size_source",
     "owning_module",
@@ -282,15 +282,16 @@ def deep_copy(model: Any) -> Any:
         AdapterError: the model cannot be copied; names the attribute where known.
     """
     memo: dict[int, Any] = {}
-    if isinstance(model, nn.Module) or isinstance(getattr(model, "__self__", None), nn.Module):
-        root = model if isinstance(model, nn.Module) else model.__self__
+    root = owning_module(model)
+    if root is not None and not isinstance(root, torch.jit.ScriptModule):
         for module in root.modules():
             for value in vars(module).values():
                 for tensor in value if isinstance(value, (list, tuple)) else (value,):
                     if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
                         memo[id(tensor)] = tensor.detach().clone()
     try:
-        return copy.deepcopy(model, memo)
+        with torch.no_grad():  # a TorchScript module's copy would otherwise clone its parameters into non-leaves
+            return copy.deepcopy(model, memo)
     except Exception as exc:
         raise AdapterError(
             f"cannot make a probe copy of {type(model).__name__}: {type(exc).__name__}: "
@@ -402,6 +403,7 @@ class Adapter(abc.ABC):
     def prepare(self, make_inputs: Callable[[int, int], torch.Tensor]) -> None:
         """Settle what only a call can tell, on the probe copy (``make_inputs(batch, steps)`` draws inputs);
         the base class has nothing to settle."""
+        return None
 
     def reset_state(self) -> None:
         """Clear the state a stateful model carries between calls (no-op for stateless models)."""

@@ -118,7 +118,7 @@ class SequenceAdapter(Adapter):
                 if y.dim() == 2 or (y.dim() == 3 and y.shape[:2] != (first, second)):
                     if y.shape[0] == first:
                         return True
-                    return False if y.dim() == 3 and y.shape[1] == second or y.shape[0] == second else None
+                    return False if (y.dim() == 3 and y.shape[1] == second) or y.shape[0] == second else None
                 if y.dim() != 3 or not y.requires_grad:
                     return None
                 weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)

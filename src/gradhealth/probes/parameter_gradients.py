@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from gradhealth.adapters import Adapter
-from gradhealth.errors import ConfigError
+from gradhealth.errors import AdapterError, ConfigError
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_number
 from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
@@ -141,13 +141,13 @@ class ParameterGradients(Probe):
 
     def skip_reason(self, adapter: Adapter) -> str | None:
         module = adapter.module
-        if module is None or not any(p.is_floating_point() for p in module.parameters()):
-            return "the model has no floating-point parameters"
+        if module is None or not any(p.is_floating_point() or p.is_complex() for p in module.parameters()):
+            return "the model has no floating-point or complex parameters"
         return None
 
     def run(self, ctx: ProbeContext) -> ParameterGradientsResult:
         assert ctx.module is not None
-        named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point()]
+        named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point() or p.is_complex()]
         batch, task_name, notes = self._batch(ctx)
         size = batch.inputs.shape[0]
         chunks = torch.arange(size).tensor_split(min(self.splits or ctx.config.gradient_splits, size))
@@ -195,6 +195,8 @@ class ParameterGradients(Probe):
 
     def _loss(self, ctx: ProbeContext, batch: TaskBatch, idx: torch.Tensor, task: str) -> torch.Tensor:
         y = ctx.adapter.run(batch.inputs[idx]).output
+        if y.is_complex():
+            y = torch.view_as_real(y).flatten(-2)  # real and imaginary parts as features
         features = y.shape[-1]
         if task == "adding":
             assert batch.targets is not None
@@ -205,6 +207,11 @@ class ParameterGradients(Probe):
             assert batch.target_mask is not None
             readout = ctx.randn(f"{self.name}/readout", (features, ctx.input_size), like=y) / math.sqrt(features)
             mask = batch.target_mask[idx]
+            if y.shape[1] != mask.shape[1]:
+                raise AdapterError(
+                    "the copy task needs the output at every step, and this model returns one value per sequence; "
+                    "use the adding task (parameter_gradients task='adding')"
+                )
             return F.cross_entropy(y[mask] @ readout, batch.targets[idx][mask])
         v = ctx.randn(f"{self.name}/v", (batch.inputs.shape[0], features), like=y)[idx]
         return (y[:, -1] * v).sum() / len(idx)
