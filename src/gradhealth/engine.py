@@ -131,6 +131,9 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
     probe_list, skipped = _select_probes(config, adapter)
     device = _resolve_device(config, adapter)
     with preserved_state(model), _cudnn_scope(device):
+        # an opaque callable runs as it is (it cannot be copied or put in eval mode): any randomness it draws
+        # from the global CPU generator is seeded, so the same settings still give the same numbers
+        torch.default_generator.manual_seed(config.seed)
         ctx, notes = _prepare(adapter, config, task, device)
         notes += _flush_notes(device)
         results: dict[str, Any] = {}

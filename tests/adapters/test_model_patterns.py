@@ -383,3 +383,35 @@ def test_forward_accepting_use_cache_gets_false() -> None:
 
     audit(Cached())
     assert seen and not any(seen)
+
+
+def test_an_opaque_closure_over_a_train_mode_model_still_repeats_bit_for_bit() -> None:
+    torch.manual_seed(13)
+    inner = nn.Sequential(nn.Dropout(0.3), nn.GRU(2, 4, batch_first=True)).double().train()
+
+    def closure(x: torch.Tensor) -> torch.Tensor:
+        return inner(x)[0]
+
+    torch.manual_seed(1)
+    first = audit(closure, input_size=2)
+    torch.manual_seed(2)
+    second = audit(closure, input_size=2)
+    assert first.profile.g == second.profile.g
+    assert inner.training  # run as it is, and left as it was
+
+
+def test_a_model_that_cannot_be_copied_is_refused_in_one_line() -> None:
+    import threading
+
+    class HoldsALock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(2, 3, batch_first=True)
+            self.lock = threading.Lock()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x)[0]
+
+    with pytest.raises(AdapterError, match=r"^cannot make a probe copy of HoldsALock: TypeError: .*lock") as info:
+        audit(HoldsALock())
+    assert "\n" not in str(info.value)

@@ -59,10 +59,12 @@ class Layout:
 
     Attributes:
         batch_first: ``True`` for ``[B, T, D]``, ``False`` for time-major ``[T, B, D]``; ``None`` reads the
-            module's own ``batch_first`` where it has one, else assumes ``True``.
+            model's own ``batch_first`` attribute where it has one, else finds the time axis from a short probe
+            call (the input axis the output mixes along), and refuses to guess when both axes mix.
         input_arg: positional index or keyword name of the sequence argument of ``forward``.
         output: picks the sequence from what the model returns: an index, a key/attribute name, or a callable.
-            ``None`` takes the tensor itself, or the first 3-D tensor of a tuple, dict or dataclass.
+            ``None`` takes the tensor itself, or the first 3-D (else 2-D) batch tensor of a tuple, dict or
+            dataclass. A ``[B, O]`` output is one value per sequence (sequence-to-one): the loss sits on it.
         token_input: ``True`` if the model takes token ids (gradient at the embedding output); ``None`` decides
             by whether the model contains an ``nn.Embedding``.
         embedding: dotted name of the embedding submodule whose output receives the gradient.
