@@ -77,6 +77,7 @@ def test_sequence_to_one_classifier_needs_no_declaration() -> None:
     model = p.LastStepClassifier()
     report = audit(model)
     assert report.model["output"] == "sequence-to-one"
+    assert "output: sequence-to-one" in str(report)
     ref = fresh(model)
     assert report.profile.g == pytest.approx(reference_g(ref, 3), rel=1e-10)
 
@@ -289,6 +290,10 @@ def test_input_size_from_an_inner_layer_is_named_and_the_users_value_wins() -> N
         audit(model)
     report = audit(model, input_size=1)
     assert report.config["input_size"] == 1
+    model.n_features = 1  # the model's own interface is read before any inner layer
+    told = audit(model)
+    assert told.model["input_size_source"] == "Frontend.n_features"
+    assert told.profile.g == report.profile.g
     ref = fresh(model)
     assert report.profile.g == pytest.approx(reference_g(lambda x: ref(x)[:, -1], 1), rel=1e-10)
 

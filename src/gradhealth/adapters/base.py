@@ -49,6 +49,9 @@ OUTPUT_KEYS = ("output", "outputs", "last_hidden_state", "hidden_states", "logit
 #: Method names that mark a model keeping state between calls; called before and after every probe run.
 RESET_METHODS = ("reset_state", "reset_states", "reset_hidden")
 
+#: Attributes of the model ITSELF read as its features per step, before any inner layer is consulted.
+_OWN_INPUT_SIZE = ("input_size", "input_dim", "in_features", "in_channels", "n_features", "num_features", "d_input")
+
 #: What ``Layout.call`` returns: the positional and keyword arguments of one model call.
 CallArguments = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -250,11 +253,16 @@ def infer_input_size(module: nn.Module) -> int | None:
 def input_size_source(module: nn.Module) -> tuple[int | None, str | None]:
     """Features per step, and where the number came from.
 
-    The model's own interface first: an integer ``input_size`` attribute of the model itself (recurrent
-    layers, and the convention for custom ones), or the model being a linear or 1-d convolution layer. Only
+    The model's own interface first: an integer attribute of the model itself (``input_size``, the convention
+    of recurrent layers and custom ones, or ``input_dim``, ``in_features``, ``in_channels``, ``n_features``,
+    ``num_features``, ``d_input``), or the model being a linear or 1-d convolution layer. Only
     then the first submodule, in registration order, that tells; such a guess is checked by the smoke call,
     and the error says where it came from (an inner layer may take other features than the model).
     """
+    for attr in _OWN_INPUT_SIZE:
+        own = getattr(module, attr, None)
+        if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+            return own, f"{type(module).__name__}.{attr}"
     for name, sub in module.named_modules():
         where = f"{type(module).__name__}" if not name else f"inner layer {name!r} ({type(sub).__name__})"
         own = getattr(sub, "input_size", None)
