@@ -224,6 +224,7 @@ def test_streaming_module_one_call_per_step(scripted: bool) -> None:
     layout = gradhealth.Layout(step_per_call=True, forward_kwargs={"sr": 16000})
     report = audit(model, layout, input_size=3)
     assert model.state.numel() == 0  # the user's model never ran
+    assert report.model["architecture"] == "recurrent"
     ref = fresh(eager)
     assert report.profile.g == pytest.approx(reference_g(_streaming_reference(ref), 3), rel=1e-10)
     assert report.verdict in ("vanishing", "healthy")

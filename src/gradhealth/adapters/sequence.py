@@ -79,6 +79,12 @@ class SequenceAdapter(Adapter):
             return own
         return True if self._detected_batch_first is None else self._detected_batch_first
 
+    @property
+    def architecture(self) -> str:
+        found = super().architecture
+        # a model driven one step per call carries its state across calls: a recurrence, whatever its layers
+        return "recurrent" if self.layout.step_per_call and found == "unknown" else found
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         if self._layout_source is not None:
