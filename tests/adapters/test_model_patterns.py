@@ -421,3 +421,17 @@ def test_a_model_that_cannot_be_copied_is_refused_in_one_line() -> None:
     with pytest.raises(AdapterError, match=r"^cannot make a probe copy of HoldsALock: TypeError: .*lock") as info:
         audit(HoldsALock())
     assert "\n" not in str(info.value)
+
+
+def test_time_major_model_returning_its_final_state_is_detected() -> None:
+    class FinalTimeMajor(p.TimeMajorSRU):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x)[-1]  # [B, hidden]
+
+    torch.manual_seed(14)
+    model = FinalTimeMajor()
+    report = audit(model)
+    assert report.model["batch_first"] is False
+    assert report.model["output"] == "sequence-to-one"
+    ref = fresh(model)
+    assert report.profile.g == pytest.approx(reference_g(lambda x: ref(x.transpose(0, 1)), 3), rel=1e-10)
