@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -21,13 +22,13 @@ from gradhealth._state import flush_denormals, preserved_state
 from gradhealth._version import __version__
 from gradhealth.adapters import Adapter, Layout
 from gradhealth.config import AuditConfig
-from gradhealth.errors import ConfigError, ModelCallError
+from gradhealth.errors import AdapterError, ConfigError, GradhealthError, ModelCallError, ProbeError
 from gradhealth.findings import make_finding, sort_findings
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.report import VERDICT_SEVERITY, Finding, Report
 
-__all__ = ["audit", "run_audit"]
+__all__ = ["audit", "check_device", "run_audit"]
 
 
 def audit(
@@ -129,15 +130,19 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
     adapter = plugins.adapt(model, layout)
     task = plugins.get_task(config.task)
     probe_list, skipped = _select_probes(config, adapter)
+    _refuse_meta(adapter)
     device = _resolve_device(config, adapter)
-    with preserved_state(model), _cudnn_scope(device):
+    # Anomaly mode off in our own scope: a caller's anomaly mode turns a NaN gradient into an exception, and
+    # non_finite is a verdict to report, not an error.
+    with preserved_state(model), _cudnn_scope(device), torch.autograd.set_detect_anomaly(False):
         ctx, notes = _prepare(adapter, config, task, device)
         notes += _flush_notes(device)
         results: dict[str, Any] = {}
         findings: list[Finding] = list(notes)
         for probe in probe_list:
-            results[probe.name] = probe.run(ctx)
-            findings.extend(probe.findings(results[probe.name], ctx))
+            with _probe_errors(probe.name, adapter):
+                results[probe.name] = probe.run(ctx)
+                findings.extend(probe.findings(results[probe.name], ctx))
     report = _assemble(results, findings, skipped, ctx)
     report.findings = sort_findings(report.findings + plugins.extra_findings(report))
     return report
@@ -165,15 +170,61 @@ def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], 
     return selected, skipped
 
 
-def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:
-    if config.device is not None:
-        try:
-            return torch.device(config.device)
-        except RuntimeError as exc:
-            raise ConfigError("device", config.device, str(exc), source=config.source) from exc
+@contextlib.contextmanager
+def _probe_errors(name: str, adapter: Adapter) -> Iterator[None]:
+    """A probe's unexpected exception becomes a :class:`ProbeError` naming the probe and the model."""
+    try:
+        yield
+    except GradhealthError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ProbeError(
+            f"the {name} probe failed on {type(adapter.model).__name__}: {type(exc).__name__}: {first}; "
+            f"leave it out (probes=...) and report this with the model's description",
+            probe=name,
+        ) from exc
+
+
+def _refuse_meta(adapter: Adapter) -> None:
     module = adapter.module
-    param = next(iter(module.parameters()), None) if module is not None else None
-    return param.device if param is not None else torch.device("cpu")
+    if module is None:
+        return
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    if any(t.is_meta for t in tensors):
+        raise AdapterError(
+            f"{type(adapter.model).__name__} has tensors on the meta device, which hold no values to probe; load "
+            "its weights first (model.to_empty(device='cpu') then load_state_dict)",
+            model=adapter.model,
+        )
+
+
+def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:
+    if config.device is None:
+        module = adapter.module
+        param = next(iter(module.parameters()), None) if module is not None else None
+        return param.device if param is not None else torch.device("cpu")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as exc:
+        raise ConfigError("device", config.device, str(exc).splitlines()[0], source=config.source) from exc
+    check_device(device, source=config.source)
+    return device
+
+
+def check_device(device: torch.device, *, source: str = "argument") -> None:
+    """Refuse a device that cannot hold the probe's numbers: ``meta``, or one this torch build or machine lacks.
+
+    Raises:
+        ConfigError: naming the device and what to use instead.
+    """
+    if device.type == "meta":
+        raise ConfigError("device", str(device), "meta tensors hold no values to probe; use cpu or cuda", source=source)
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:  # torch asserts when it was built without CUDA
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError("device", str(device), f"not usable here ({first}); use cpu", source=source) from exc
 
 
 def _cudnn_scope(device: torch.device) -> contextlib.AbstractContextManager[Any]:

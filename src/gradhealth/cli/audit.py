@@ -79,7 +79,18 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     except (GradhealthError, OSError, ValueError) as exc:
         if job.debug:
             traceback.print_exc(file=sys.stderr)
-        return [NamedReport(path, path, None, None, error=one_line(exc))]
+        return [NamedReport(path, path, None, None, error=_naming(path, one_line(exc)))]
+    except Exception as exc:  # one input's unexpected failure must not sink the others
+        if job.debug:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if job.debug else " (run with --debug for the traceback)"
+        error = f"{path}: internal error: {type(exc).__name__}: {one_line(exc)}{hint}"
+        return [NamedReport(path, path, None, None, error=error)]
+
+
+def _naming(path: str, message: str) -> str:
+    """The error line, starting with the input it is about unless it names it already."""
+    return message if path in message else f"{path}: {message}"
 
 
 @dataclass
@@ -170,10 +181,13 @@ def _check_device(settings: table.Resolved) -> None:
         return
     import torch
 
+    from gradhealth.engine import check_device
+
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError("device", device, one_line(exc), source=settings.source("device")) from exc
+    check_device(parsed, source=settings.source("device"))
 
 
 def _check_factory(settings: table.Resolved) -> None:

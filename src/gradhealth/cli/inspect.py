@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gradhealth.cli._common import clean_errors, write_output
+from gradhealth.cli._common import clean_errors, one_line, write_output
 from gradhealth.cli._options import check_format, cli_option
 
 __all__ = ["FORMATS", "inspect_checkpoint", "register"]
@@ -95,12 +97,33 @@ def inspect_command(
     """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
     with clean_errors(debug):
         check_format(output_format, FORMATS, command="inspect")
-        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ())) for p in inputs]
-        if output_format == "json":
-            text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
-        else:
-            text = "".join(_as_text(info) for info in infos)
-        write_output(text, Path(output) if output else None)
+        infos, errors = [], []
+        for path in inputs:
+            try:
+                infos.append(inspect_checkpoint(path, trust=trust, allow_globals=tuple(allow_global or ())))
+            except Exception as exc:  # one bad input is its own error line; the others are still listed
+                if debug:
+                    traceback.print_exc(file=sys.stderr)
+                errors.append(_error_line(path, exc))
+        if infos:
+            if output_format == "json":
+                text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
+            else:
+                text = "".join(_as_text(info) for info in infos)
+            write_output(text, Path(output) if output else None)
+    for line in errors:
+        typer.echo(f"gradhealth: error: {line}", err=True)
+    if errors:
+        raise typer.Exit(2)
+
+
+def _error_line(path: Path, exc: Exception) -> str:
+    from gradhealth.errors import GradhealthError
+
+    message = one_line(exc)
+    if not isinstance(exc, (GradhealthError, OSError, ValueError)):
+        message = f"internal error: {type(exc).__name__}: {message}"
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def register(app: typer.Typer) -> None:
