@@ -20,6 +20,7 @@ from gradhealth.errors import GradhealthError
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
+    "INTERRUPTED",
     "clean_errors",
     "die",
     "expand_inputs",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The exit code after Ctrl-C.
+INTERRUPTED = 130
 
 #: File endings collected from a folder given as input (a folder with config.json is one checkpoint).
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pt2", ".pkl")
@@ -58,7 +62,8 @@ def _passes_through(exc: BaseException) -> bool:
 
 
 def guard_internal_errors(func: F) -> F:
-    """Make any unexpected exception of a command exit 2 with one line, never 1 (which means "a gate failed").
+    """Make any unexpected exception of a command exit 2 with one line, never 1 (which means "a gate failed"),
+    and Ctrl-C exit 130 (128 + SIGINT, as shells report it) with one line.
 
     ``--debug`` (when the command has it) prints the traceback too.
     """
@@ -67,6 +72,9 @@ def guard_internal_errors(func: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            # click would print "Aborted!" and exit 1, which means "a gate failed".
+            die("interrupted", code=INTERRUPTED)
         except Exception as exc:
             if _passes_through(exc):
                 raise

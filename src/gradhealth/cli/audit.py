@@ -275,16 +275,7 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
     bar = _ProgressBar(len(inputs)) if progress else None
     try:
         if jobs > 1 and len(inputs) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    if bar is not None:
-                        bar.done(futures[future])
+            results = _run_parallel(inputs, job, jobs, bar)
         else:
             for path in inputs:
                 if bar is not None:
@@ -296,6 +287,44 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
         if bar is not None:
             bar.stop()
     return [entry for path in inputs for entry in results[path]]
+
+
+def _run_parallel(inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None) -> dict[str, list[NamedReport]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: dict[str, list[NamedReport]] = {}
+    # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    try:
+        futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            if bar is not None:
+                bar.done(futures[future])
+    except BaseException:
+        # Ctrl-C (or any failure): stop the workers now instead of letting them finish their audits.
+        _terminate_workers(pool)
+        raise
+    pool.shutdown()
+    return results
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback from every worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate_workers(pool: Any) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ProgressBar:

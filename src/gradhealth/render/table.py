@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+# rich.style draws `random.getrandbits(24)` when it is first imported; the built-in renderers load with every
+# audit (through the plugin hook), so the caller's `random` stream is put back as it was.
+_RANDOM_STATE = random.getstate()
+try:
+    from rich.console import Console
+    from rich.table import Table
+finally:
+    random.setstate(_RANDOM_STATE)
 
-from gradhealth.formatting import VERDICT_STYLES
-from gradhealth.render.markdown import COLUMNS, summary_rows
-from gradhealth.render.registry import NamedReport
+from gradhealth.formatting import VERDICT_STYLES  # noqa: E402
+from gradhealth.render.markdown import COLUMNS, summary_rows  # noqa: E402
+from gradhealth.render.registry import NamedReport  # noqa: E402
 
 __all__ = ["render"]
 
