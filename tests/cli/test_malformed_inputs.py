@@ -57,10 +57,12 @@ REASONS = {
 
 @pytest.mark.parametrize("family", sorted(REASONS))
 def test_each_malformed_state_dict_is_one_checkpoint_error(family: str, tmp_path: Path) -> None:
-    state = _malformed()[family]
+    def rebuild() -> None:
+        state, _, _ = extract_state_dict(_malformed()[family], tmp_path / "x.pt")
+        reconstruct_layers(state)
+
     with pytest.raises(CheckpointError) as caught:
-        sd, _, _ = extract_state_dict(state, tmp_path / "x.pt")
-        reconstruct_layers(sd)
+        rebuild()
     assert REASONS[family] in str(caught.value)
     assert "\n" not in str(caught.value)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gradhealth import settings as table
-from gradhealth.cli._common import clean_errors, die, expand_inputs, one_line, write_output
+from gradhealth.cli._common import clean_errors, die, error_line, expand_inputs, one_line, write_output
 from gradhealth.cli._options import resolve_command_line, table_options
 from gradhealth.errors import ConfigError, GradhealthError
 
@@ -79,7 +79,9 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     except (GradhealthError, OSError, ValueError) as exc:
         if job.debug:
             traceback.print_exc(file=sys.stderr)
-        return [NamedReport(path, path, None, None, error=_naming(path, one_line(exc)))]
+        # Our own messages are one line by design unless they quote a name holding a line break: keep it whole.
+        message = str(exc).strip() if isinstance(exc, GradhealthError) else one_line(exc)
+        return [NamedReport(path, path, None, None, error=_naming(path, message))]
     except Exception as exc:  # one input's unexpected failure must not sink the others
         if job.debug:
             traceback.print_exc(file=sys.stderr)
@@ -289,7 +291,9 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
     return [entry for path in inputs for entry in results[path]]
 
 
-def _run_parallel(inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None) -> dict[str, list[NamedReport]]:
+def _run_parallel(
+    inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None
+) -> dict[str, list[NamedReport]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -382,14 +386,13 @@ def audit_command(
         entries = _audit_all(paths, plan)
         values = settings.values
         if values["format"] != "table" or any(e.report is not None for e in entries):
-            write_output(
-                plan.renderer(entries, color=values["output"] is None and sys.stdout.isatty()), values["output"]
-            )
+            text = plan.renderer(entries, color=values["output"] is None and sys.stdout.isatty())
+            write_output(text, values["output"], source=settings.source("output"))
         if values["plot"] is not None:
             _save_plots(entries, values["plot"])
         for entry in entries:
             if entry.error is not None:
-                typer.echo(f"gradhealth: error: {entry.error}", err=True)
+                error_line(entry.error)
     raise typer.Exit(_exit_code(entries))
 
 

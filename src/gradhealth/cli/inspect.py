@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gradhealth.cli._common import clean_errors, one_line, write_output
+from gradhealth.cli._common import clean_errors, error_line, one_line, write_output
 from gradhealth.cli._options import check_format, cli_option
 
 __all__ = ["FORMATS", "inspect_checkpoint", "register"]
@@ -112,7 +112,7 @@ def inspect_command(
                 text = "".join(_as_text(info) for info in infos)
             write_output(text, Path(output) if output else None)
     for line in errors:
-        typer.echo(f"gradhealth: error: {line}", err=True)
+        error_line(line)
     if errors:
         raise typer.Exit(2)
 

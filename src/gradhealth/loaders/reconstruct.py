@@ -73,13 +73,11 @@ def _gate_family(rows: int, hidden: int, where: str) -> str:
     return _FAMILIES[multiple]
 
 
-def _matrix(state: dict[str, torch.Tensor], prefix: str, name: str, *, required: bool = True) -> torch.Tensor | None:
-    """``prefix.name`` if it is a matrix with no empty side; ``None`` if absent and not required."""
+def _matrix(state: dict[str, torch.Tensor], prefix: str, name: str) -> torch.Tensor | None:
+    """``prefix.name`` if present, checked to be a matrix with no empty side; ``None`` if absent."""
     where = prefix or "<root>"
     tensor = state.get(_key(prefix, name))
     if tensor is None:
-        if required:
-            raise CheckpointError(f"{where}: {name} is missing; cannot rebuild the layer")
         return None
     if tensor.dim() != 2:
         raise CheckpointError(
@@ -88,6 +86,13 @@ def _matrix(state: dict[str, torch.Tensor], prefix: str, name: str, *, required:
         )
     if 0 in tensor.shape:
         raise CheckpointError(f"{where}: {name} has shape {tuple(tensor.shape)}, an empty side; nothing to audit")
+    return tensor
+
+
+def _required_matrix(state: dict[str, torch.Tensor], prefix: str, name: str) -> torch.Tensor:
+    tensor = _matrix(state, prefix, name)
+    if tensor is None:
+        raise CheckpointError(f"{prefix or '<root>'}: {name} is missing; cannot rebuild the layer")
     return tensor
 
 
@@ -103,10 +108,9 @@ def _layer_numbers(where: str, layers: set[int]) -> int:
 def _layer_spec(prefix: str, state: dict[str, torch.Tensor], layers: set[int], reverse: bool) -> LayerSpec:
     where = prefix or "<root>"
     num_layers = _layer_numbers(where, layers)
-    w_ih = _matrix(state, prefix, "weight_ih_l0")
-    w_hh = _matrix(state, prefix, "weight_hh_l0")
-    w_hr = _matrix(state, prefix, "weight_hr_l0", required=False)
-    assert w_ih is not None and w_hh is not None
+    w_ih = _required_matrix(state, prefix, "weight_ih_l0")
+    w_hh = _required_matrix(state, prefix, "weight_hh_l0")
+    w_hr = _matrix(state, prefix, "weight_hr_l0")
     proj_size = int(w_hr.shape[0]) if w_hr is not None else 0
     hidden = int(w_hr.shape[1]) if w_hr is not None else int(w_hh.shape[1])
     family = _gate_family(int(w_hh.shape[0]), hidden, where)
@@ -126,9 +130,8 @@ def _cell_spec(prefix: str, state: dict[str, torch.Tensor]) -> LayerSpec | None:
     w_ih = state.get(_key(prefix, "weight_ih"))
     if w_ih is None or w_ih.dim() != 2 or state[_key(prefix, "weight_hh")].dim() != 2:
         return None
-    _matrix(state, prefix, "weight_ih")
-    w_hh = _matrix(state, prefix, "weight_hh")
-    assert w_hh is not None
+    _required_matrix(state, prefix, "weight_ih")
+    w_hh = _required_matrix(state, prefix, "weight_hh")
     hidden = int(w_hh.shape[1])
     return LayerSpec(
         prefix=prefix,

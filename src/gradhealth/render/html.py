@@ -17,10 +17,11 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from html import escape
+from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
 from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number
+from gradhealth.render.escape import printable
 from gradhealth.render.text import sparkline
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ figcaption { color: #59636e; font-size: 0.85rem; }
 .note { color: #59636e; font-style: italic; }
 footer { color: #59636e; font-size: 0.8rem; margin-top: 40px; }
 """
+
+
+def escape(text: str) -> str:
+    """HTML-escape untrusted text (names come from files), with its control characters written out."""
+    return _html_escape(printable(text))
 
 
 @dataclass

@@ -13,10 +13,12 @@ _RANDOM_STATE = random.getstate()
 try:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 finally:
     random.setstate(_RANDOM_STATE)
 
 from gradhealth.formatting import VERDICT_STYLES  # noqa: E402
+from gradhealth.render.escape import printable  # noqa: E402
 from gradhealth.render.markdown import COLUMNS, summary_rows  # noqa: E402
 from gradhealth.render.registry import NamedReport  # noqa: E402
 
@@ -25,18 +27,16 @@ __all__ = ["render"]
 
 def render(reports: Sequence[NamedReport], **options: Any) -> str:
     """A rich table as text; ``color=True`` keeps ANSI colours, ``width`` sets the line width (default 120)."""
-    table = Table(title=options.get("title", "gradhealth audit"), show_lines=False)
+    table = Table(title=Text(printable(str(options.get("title", "gradhealth audit")))), show_lines=False)
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
+    # Cells are Text, never markup: a name such as "[link=...]x[/]" or one holding escape sequences comes from a
+    # file and must print as written (control characters written out).
     for row in summary_rows(reports):
         style = VERDICT_STYLES.get(row[2], "")
         gate_style = "red" if row[6].startswith("FAIL") else ""
-        table.add_row(
-            *row[:2],
-            f"[{style}]{row[2]}[/]" if style else row[2],
-            *row[3:6],
-            f"[{gate_style}]{row[6]}[/]" if gate_style else row[6],
-        )
+        styles = ["", "", style, "", "", "", gate_style]
+        table.add_row(*(Text(printable(cell), style=cell_style) for cell, cell_style in zip(row, styles, strict=True)))
     buffer = io.StringIO()
     console = Console(
         file=buffer, force_terminal=bool(options.get("color", False)), width=options.get("width", 120), highlight=False
@@ -44,9 +44,10 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     console.print(table)
     for entry in reports:
         for gate in entry.failed_gates:
-            console.print(f"[red]FAIL[/] {entry.name} {gate.gate} ({gate.direction}): {gate.message}", markup=True)
+            line = printable(f" {entry.name} {gate.gate} ({gate.direction}): {gate.message}")
+            console.print(Text.assemble(("FAIL", "red"), line))
         if entry.report is not None and options.get("findings", True):
             for f in entry.report.findings:
                 if f.severity != "info":
-                    console.print(f"{entry.name}: {f.code} {f.severity}: {f.title}: {f.message}", markup=False)
+                    console.print(Text(printable(f"{entry.name}: {f.code} {f.severity}: {f.title}: {f.message}")))
     return buffer.getvalue()
