@@ -120,16 +120,19 @@ def _audit_in_callers_state(model: nn.Module, opts: dict[str, Any], outside: dic
     try:
         with torch.set_grad_enabled(outside["grad"]), torch.autograd.set_detect_anomaly(outside["anomaly"]):
             before = _process_state()
+            error: GradhealthError | None = None
+            report: Report | None = None
             try:
-                report: Report | None = gradhealth.audit(model, **opts)
+                report = gradhealth.audit(model, **opts)
             except GradhealthError as exc:
-                assert str(exc) and "\n" not in str(exc)
-                report = None
+                error = exc
             _same(before, _process_state())
-            return report
     finally:
         torch.set_flush_denormal(False)
         torch.set_default_dtype(default_dtype)
+    if error is not None:
+        assert str(error) and "\n" not in str(error)
+    return report
 
 
 FUZZ = settings(
