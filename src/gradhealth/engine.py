@@ -79,9 +79,17 @@ def audit(
         The :class:`~gradhealth.report.Report`.
 
     Raises:
-        ConfigError: a setting is invalid.
-        AdapterError: the model cannot be driven as a sequence model with this layout.
+        ConfigError: a setting is invalid (including a ``meta`` device or one this machine lacks).
+        AdapterError: the model cannot be driven as a sequence model with this layout, or its tensors are on the
+            ``meta`` device.
         ModelCallError: the model raised when called on the probe input.
+        ProbeError: a probe failed in a way gradhealth did not foresee (naming the probe).
+
+    The model is probed through a deep copy, from which the forward and backward hooks you registered are removed
+    (torch's own, such as ``weight_norm``'s, stay), so they never record probe traffic; your model keeps them.
+    Afterwards Python's ``random``, torch's RNG streams, grad mode, anomaly mode (the probes run with it off: a NaN
+    is reported as the ``non_finite`` verdict, not raised) and every torch thread's denormal mode are as they
+    were.
 
     Example:
         >>> import torch, gradhealth
