@@ -104,7 +104,7 @@ def inspect_command(
             except Exception as exc:  # one bad input is its own error line; the others are still listed
                 if debug:
                     traceback.print_exc(file=sys.stderr)
-                errors.append(_error_line(path, exc))
+                errors.append(_error_line(path, exc, debug=debug))
         if infos:
             if output_format == "json":
                 text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
@@ -117,12 +117,13 @@ def inspect_command(
         raise typer.Exit(2)
 
 
-def _error_line(path: Path, exc: Exception) -> str:
+def _error_line(path: Path, exc: Exception, *, debug: bool) -> str:
     from gradhealth.errors import GradhealthError
 
-    message = one_line(exc)
+    message = str(exc).strip() if isinstance(exc, GradhealthError) else one_line(exc)
     if not isinstance(exc, (GradhealthError, OSError, ValueError)):
-        message = f"internal error: {type(exc).__name__}: {message}"
+        hint = "" if debug else " (run with --debug for the traceback)"
+        message = f"internal error: {type(exc).__name__}: {message}{hint}"
     return message if str(path) in message else f"{path}: {message}"
 
 
