@@ -179,3 +179,34 @@ def test_output_that_is_a_folder_names_the_option(run: Run, tmp_path: Path) -> N
     assert result.exit_code == 2
     assert result.stderr.startswith(f"gradhealth: error: invalid output '{tmp_path}' from --output: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_inspect_listing_writes_out_tensor_names(run: Run, tmp_path: Path) -> None:
+    state = dict(torch.nn.RNN(3, 4).state_dict())
+    state["head\x1b[2J\nfake: line"] = torch.zeros(2)
+    path = tmp_path / "named.pt"
+    torch.save(state, path)
+    result = run("inspect", path)
+    assert result.exit_code == 0, result.stderr
+    _no_controls(result.stdout)
+    assert r"    head\x1b[2J\nfake: line  (2,)  float32" in result.stdout.splitlines()
+    assert not any(line.startswith("fake") for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_compare_writes_out_names_from_report_files(
+    run: Run, tmp_path: Path, entries: list[NamedReport], fmt: str
+) -> None:
+    document = get_renderer("json")(entries[:1] * 2)  # the listing document, with the hostile name
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(document)
+    new.write_text(document)
+    result = run("compare", old, new, "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    _no_controls(result.stdout)
+    if fmt == "table":
+        assert r"evil\x1b[31mred" in result.stdout
+    else:
+        assert "<script>" not in result.stdout
+        rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+        assert all(row.replace("\\|", "").count("|") == 8 for row in rows), rows

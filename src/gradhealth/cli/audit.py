@@ -19,6 +19,7 @@ from gradhealth import settings as table
 from gradhealth.cli._common import clean_errors, die, error_line, expand_inputs, one_line, write_output
 from gradhealth.cli._options import resolve_command_line, table_options
 from gradhealth.errors import ConfigError, GradhealthError
+from gradhealth.render.escape import printable
 
 if TYPE_CHECKING:
     from gradhealth.gates import Thresholds
@@ -351,13 +352,22 @@ class _ProgressBar:
         self._progress.start()
 
     def start(self, path: str) -> None:
-        self._progress.update(self._task, current=path)
+        self._progress.update(self._task, current=_shown(path))
 
     def done(self, path: str) -> None:
-        self._progress.update(self._task, advance=1, current=path)
+        self._progress.update(self._task, advance=1, current=_shown(path))
 
     def stop(self) -> None:
         self._progress.stop()
+
+
+def _shown(path: str) -> str:
+    """A path as the progress bar's markup shows it literally: controls written out, rich markup escaped."""
+    from rich.markup import escape
+
+    from gradhealth.render.escape import printable
+
+    return escape(printable(path))
 
 
 def _exit_code(entries: Sequence[NamedReport]) -> int:
@@ -407,7 +417,7 @@ def _audit_all(paths: list[str], plan: AuditPlan) -> list[NamedReport]:
 def _print_settings(settings: table.Resolved) -> None:
     typer.echo("gradhealth: settings in effect:", err=True)
     for line in settings.lines():
-        typer.echo(f"  {line}", err=True)
+        typer.echo(f"  {printable(line)}", err=True)
 
 
 def _save_plots(entries: list[NamedReport], directory: Path) -> None:

@@ -72,18 +72,25 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
 
 
 def _as_text(info: dict[str, Any]) -> str:
+    from gradhealth.render.escape import printable
+
+    return "".join(printable(line) + "\n" for line in _text_lines(info))
+
+
+def _text_lines(info: dict[str, Any]) -> list[str]:
+    """The listing, one line each; the caller writes out control characters (names come from the file)."""
     lines = [f"{info['path']}", f"  format: {info['format']}", f"  safety: {info['safety']}"]
     if info.get("state_dict_key"):
         lines.append(f"  weights under: {info['state_dict_key']!r}")
     if info["tensors"] is None:
         lines.append("  tensors: not read (the file is not safe to load without the flag above)")
-        return "\n".join(lines) + "\n"
+        return lines
     lines.append(f"  tensors ({len(info['tensors'])}):")
     lines += [f"    {t['name']}  {tuple(t['shape'])}  {t['dtype']}" for t in info["tensors"]]
     layers = info["recurrent_layers"]
     lines.append(f"  recurrent layers found ({len(layers)}):" if layers else "  recurrent layers found: none")
     lines += [f"    {layer['name']}: {layer['module']}" for layer in layers]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def inspect_command(
