@@ -210,3 +210,13 @@ def test_compare_writes_out_names_from_report_files(
         assert "<script>" not in result.stdout
         rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
         assert all(row.replace("\\|", "").count("|") == 8 for row in rows), rows
+
+
+def test_html_plots_take_any_name(entries: list[NamedReport]) -> None:
+    pytest.importorskip("matplotlib")
+    # Undecodable bytes of a file name (lone surrogates) broke matplotlib's font code; "$" would start mathtext.
+    name = "bad\udcff$\\frac{$.pt"
+    named = [NamedReport(name, name, None, entries[0].report)]
+    text = get_renderer("html")(named, plots=True)
+    assert "data:image/png;base64," in text
+    assert r"bad\udcff$\frac{$.pt" in text
