@@ -3,7 +3,9 @@ were not there, and the exit code is 2 (serially, with ``--jobs``, and in ``insp
 
 from __future__ import annotations
 
+import importlib
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,6 +128,42 @@ def test_unexpected_error_in_one_input_is_its_own_line(
         "(run with --debug for the traceback)"
     ]
     assert len(_good_entries(result.stdout)) == 1
+
+
+def test_a_worker_that_dies_is_that_inputs_line(
+    run: Run, inputs: tuple[list[Path], list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradhealth.cli.audit
+
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "gh_dying_worker.py").write_text(
+        textwrap.dedent(
+            """
+            import os
+            from gradhealth.cli.audit import audit_checkpoint
+
+            def audit_or_die(path, job):
+                if os.path.basename(path).startswith("dies"):
+                    os._exit(9)  # as a worker killed for memory would
+                return audit_checkpoint(path, job)
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(helpers))  # spawned workers get the parent's sys.path
+    dying = importlib.import_module("gh_dying_worker")
+    monkeypatch.setattr(gradhealth.cli.audit, "audit_checkpoint", dying.audit_or_die)
+    good, _ = inputs
+    dies = tmp_path / "dies.pt"
+    torch.save(_gru_state(5), dies)
+    result = run("audit", dies, good[0], *FAST, "--format", "json", "--jobs", "2")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"gradhealth: error: {dies}: the worker process auditing it died (killed, for example for memory, or "
+        "crashed in native code); audit this input alone to see why"
+    ]
+    statuses = [(e["name"], e["status"]) for e in json.loads(result.stdout)["reports"]]
+    assert statuses == [(str(dies), "error"), (f"{good[0]}:rnn", "pass")]
 
 
 def test_inspect_continues_past_a_bad_input(run: Run, inputs: tuple[list[Path], list[Path]]) -> None:

@@ -295,16 +295,43 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
 def _run_parallel(
     inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None
 ) -> dict[str, list[NamedReport]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from gradhealth.render.registry import NamedReport
 
     results: dict[str, list[NamedReport]] = {}
+    unfinished = _run_pool(inputs, job, jobs, bar, results)
+    # A worker died (killed for memory, or a crash in native code): that breaks the whole pool, which cannot say
+    # whose input did it, so each unfinished input runs again in a pool of its own.
+    for path in unfinished:
+        if _run_pool([path], job, 1, bar, results):
+            error = (
+                f"{path}: the worker process auditing it died (killed, for example for memory, or crashed in native "
+                "code); audit this input alone to see why"
+            )
+            results[path] = [NamedReport(path, path, None, None, error=error)]
+            if bar is not None:
+                bar.done(path)
+    return results
+
+
+def _run_pool(
+    inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None, results: dict[str, list[NamedReport]]
+) -> list[str]:
+    """Audit ``inputs`` in a pool of ``jobs`` worker processes into ``results``; return those a dead worker left."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken = set()
     # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
     try:
         futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
         for future in as_completed(futures):
-            results[futures[future]] = future.result()
+            try:
+                results[futures[future]] = future.result()
+            except BrokenProcessPool:
+                broken.add(futures[future])
+                continue
             if bar is not None:
                 bar.done(futures[future])
     except BaseException:
@@ -312,7 +339,7 @@ def _run_parallel(
         _terminate_workers(pool)
         raise
     pool.shutdown()
-    return results
+    return [path for path in inputs if path in broken]
 
 
 def _ignore_sigint() -> None:
