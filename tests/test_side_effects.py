@@ -157,9 +157,11 @@ def test_ctrl_c_with_jobs_stops_the_workers(tmp_path: Path) -> None:
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         workers: list[int] = []
-        while len(workers) < 2 and proc.poll() is None:
+        hang_guard = time.monotonic() + 120
+        while len(workers) < 2 and proc.poll() is None and time.monotonic() < hang_guard:
             workers = [pid for pid in _children(proc.pid) if _is_worker(pid)]
             time.sleep(0.05)
+        assert len(workers) == 2, "the worker processes never started"
         assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)  # a hang guard only: before the fix the audits ran to the end
