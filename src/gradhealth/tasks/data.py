@@ -174,11 +174,15 @@ class DataTask(Task):
                 raise ConfigError("inputs", shown, "the model takes token ids: pass integer ids of shape [B, T]")
             low, high = int(tensor.min()), int(tensor.max())
             if low < 0 or high >= vocab_size:
-                raise ConfigError("inputs", shown, f"token ids span {low}..{high}, the vocabulary is 0..{vocab_size - 1}")
+                raise ConfigError(
+                    "inputs", shown, f"token ids span {low}..{high}, the vocabulary is 0..{vocab_size - 1}"
+                )
         elif self.inputs.is_tokens:
             raise ConfigError("inputs", shown, f"the model takes {input_size} features per step: pass [B, T, D] floats")
         elif tensor.shape[2] != input_size:
-            raise ConfigError("inputs", shown, f"the model takes {input_size} features per step, the data has D = {tensor.shape[2]}")
+            raise ConfigError(
+                "inputs", shown, f"the model takes {input_size} features per step, the data has D = {tensor.shape[2]}"
+            )
 
     def _generate(
         self,
