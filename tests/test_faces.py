@@ -106,7 +106,7 @@ def test_every_setting_has_a_sample() -> None:
 @pytest.mark.parametrize("name", cases(table.API))
 def test_api_keyword_reaches_the_engine(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[AuditConfig] = []
-    monkeypatch.setattr(gradhealth.engine, "run_audit", lambda model, config, layout=None: seen.append(config))
+    monkeypatch.setattr(gradhealth.engine, "run_audit", lambda model, config, layout=None, **_: seen.append(config))
     gradhealth.audit(reference.LinearRecurrence(2), **{name: SAMPLES[name].value})
     (config,) = seen
     assert getattr(config, name) == SAMPLES[name].value

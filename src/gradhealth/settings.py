@@ -517,8 +517,8 @@ TABLE: tuple[Setting, ...] = (
         "inputs",
         DataFileSpec(optional=True),
         None,
-        "probe with the sequences in this file (.npy, .npz, .safetensors, .pt; FILE:KEY names one array): [B, T, D] "
-        "floats or [B, T] token ids; seq_len and burn_in come from T unless given",
+        "probe with the sequences in this file (.npy, .npz, .safetensors, .pt; FILE:KEY names one array): floats "
+        "of shape B, T, D or token ids of shape B, T; seq_len and burn_in come from T unless given",
         _CLI_ONLY,
         LOADING,
         default_text="the synthetic task",
