@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gradhealth.formatting import format_horizon, format_number
+from gradhealth.formatting import format_horizon, format_inputs, format_number
 from gradhealth.render.registry import NamedReport
 
 __all__ = ["COLUMNS", "render", "summary_rows"]
@@ -58,6 +58,13 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     title = options.get("title", "gradhealth audit")
     lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in summary_rows(reports)]
+    probed = [
+        f"- **{_escape(r.name)}**: probed with {_escape(format_inputs(r.report.inputs))}"
+        for r in reports
+        if r.report is not None and r.report.inputs is not None
+    ]
+    if probed:
+        lines += ["", *probed]
     problems = [f"- **{r.name}**: {g.gate} ({g.direction}): {g.message}" for r in reports for g in r.failed_gates]
     problems += [f"- **{r.name}**: {r.error}" for r in reports if r.error]
     if problems:

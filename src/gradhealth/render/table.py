@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gradhealth.formatting import VERDICT_STYLES
+from gradhealth.formatting import VERDICT_STYLES, format_inputs
 from gradhealth.render.markdown import COLUMNS, summary_rows
 from gradhealth.render.registry import NamedReport
 
@@ -36,6 +36,8 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     )
     console.print(table)
     for entry in reports:
+        if entry.report is not None and entry.report.inputs is not None:
+            console.print(f"{entry.name}: probed with {format_inputs(entry.report.inputs)}", markup=False)
         for gate in entry.failed_gates:
             console.print(f"[red]FAIL[/] {entry.name} {gate.gate} ({gate.direction}): {gate.message}", markup=True)
         if entry.report is not None and options.get("findings", True):

@@ -117,8 +117,9 @@ def content_hash(tensor: torch.Tensor) -> str:
 def probe_window(total: int, *, seq_len: int | None, burn_in: int | None) -> tuple[int, int]:
     """The dependency length K and the burn-in for sequences of ``total`` steps (T = burn-in + K + 1).
 
-    Neither given: K = (T - 1) // 2 (at least 1) and the rest is burn-in (so burn-in >= K, lags in steady state). One given:
-    the other takes the remaining steps. Both given: they must fit in T; the first burn-in + K + 1 steps are used.
+    Neither given: K = (T - 1) // 2 (at least 1) and the rest is burn-in (so burn-in >= K: lags in steady state).
+    One given: the other takes the remaining steps. Both given: they must fit in T; the first burn-in + K + 1 steps
+    are used.
 
     Raises:
         ConfigError: the sequences are too short, naming the longest K they allow.
