@@ -9,7 +9,6 @@ content hash) and so produce the same profile, bit for bit.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

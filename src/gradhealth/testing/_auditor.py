@@ -24,14 +24,14 @@ __all__ = [
     "ambient_inputs",
     "ambient_settings",
     "audit_kwargs",
+    "audit_with_settings",
     "call_layer",
     "gates_from",
-    "run_audit",
     "skip_if_switched_off",
     "verify",
 ]
 
-_UNHEALTHY = frozenset({"inconclusive", "vanishing", "exploding", "non_finite"})
+_UNHEALTHY = frozenset({"inconclusive", "finite_memory", "vanishing", "exploding", "non_finite"})
 _UNBOUNDED = frozenset({"exploding", "non_finite"})
 
 
@@ -118,7 +118,7 @@ def gates_from(values: Mapping[str, Any]) -> Thresholds:
     )
 
 
-def run_audit(
+def audit_with_settings(
     model: Any,
     settings: table.Resolved,
     *,
@@ -251,7 +251,7 @@ class Auditor:
         """
         __tracebackhide__ = True
         settings = self._merged(overrides, "audit")
-        return run_audit(model, settings, name=name, layout=layout, inputs=self._inputs_for(inputs))[0]
+        return audit_with_settings(model, settings, name=name, layout=layout, inputs=self._inputs_for(inputs))[0]
 
     def _inputs_for(self, inputs: Any) -> Any:
         return self._inputs if inputs is None else inputs
@@ -276,7 +276,7 @@ class Auditor:
         """
         __tracebackhide__ = True
         settings = self._merged(overrides, "check")
-        report, label = run_audit(
+        report, label = audit_with_settings(
             model, settings, name=name, layout=layout, gated=True, inputs=self._inputs_for(inputs)
         )
         gates = gates_from(settings.gate_values())
