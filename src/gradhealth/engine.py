@@ -27,6 +27,7 @@ from gradhealth.findings import make_finding, sort_findings
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.report import VERDICT_SEVERITY, Finding, Report
+from gradhealth.tasks.data import DataTask, ProbeInputs, probe_window
 
 __all__ = ["audit", "check_device", "run_audit"]
 
@@ -49,6 +50,7 @@ def audit(
     lyapunov_top_k: int | None = None,
     gradient_splits: int | None = None,
     layout: Layout | None = None,
+    inputs: Any = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
 
@@ -74,6 +76,11 @@ def audit(
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
         gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
         layout: how to call the model and read its output, where gradhealth cannot tell.
+        inputs: probe with these sequences instead of a synthetic task: a ``[B, T, D]`` float tensor or array,
+            ``[B, T]`` token ids, a list of them, or an iterable of batches such as a ``DataLoader`` (see
+            :mod:`gradhealth.tasks.data`). The first ``batch_size`` sequences are used; K and the burn-in come
+            from their length T = burn_in + K + 1 (neither given: K = (T - 1) // 2). The report records their
+            shape, dtype and content hash in ``Report.inputs``, never the data.
 
     Returns:
         The :class:`~gradhealth.report.Report`.
@@ -113,8 +120,26 @@ def audit(
         "lyapunov_top_k": lyapunov_top_k,
         "gradient_splits": gradient_splits,
     }
+    data = _read_inputs(inputs, given) if inputs is not None else None
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
-    return run_audit(model, config, layout)
+    return run_audit(model, config, layout, inputs=data)
+
+
+def _read_inputs(inputs: Any, given: dict[str, Any]) -> ProbeInputs:
+    """Read the user's sequences and fit ``given``'s lag window, batch size and task to them (in place)."""
+    from gradhealth.settings import SETTINGS
+    from gradhealth.tasks.data import read_inputs
+
+    if given["task"] is not None:
+        raise ConfigError("task", given["task"], "cannot be combined with inputs=: the inputs are the probe")
+    checked = {
+        name: SETTINGS[name].check(given[name], source="argument") if given[name] is not None else None
+        for name in ("seq_len", "burn_in", "batch_size")
+    }
+    data = read_inputs(inputs, limit=checked["batch_size"] or SETTINGS["batch_size"].default)
+    seq_len, burn_in = probe_window(data.seq_len, seq_len=checked["seq_len"], burn_in=checked["burn_in"])
+    given.update(seq_len=seq_len, burn_in=burn_in, batch_size=data.count, task=DataTask.name)
+    return data
 
 
 def _dtype_name(dtype: str | torch.dtype | None) -> str | None:
@@ -133,10 +158,20 @@ def _probes_setting(probes: str | Sequence[str] | None) -> str | tuple[str, ...]
     return tuple(probes)
 
 
-def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> Report:
-    """Run an audit from an already validated :class:`AuditConfig` (what the faces call)."""
+def run_audit(
+    model: Any, config: AuditConfig, layout: Layout | None = None, *, inputs: ProbeInputs | None = None
+) -> Report:
+    """Run an audit from an already validated :class:`AuditConfig` (what the faces call).
+
+    With ``inputs`` (from :func:`gradhealth.tasks.data.read_inputs`), every probe that draws task inputs gets
+    those sequences; ``config.total_len`` must fit in them (see :func:`gradhealth.tasks.data.probe_window`).
+    """
     adapter = plugins.adapt(model, layout)
-    task = plugins.get_task(config.task)
+    task: Any
+    if inputs is None:
+        task = plugins.get_task(config.task)
+    else:
+        task, config = _data_task(inputs, config, adapter)
     probe_list, skipped = _select_probes(config, adapter)
     _refuse_meta(adapter)
     device = _resolve_device(config, adapter)
@@ -155,8 +190,20 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
                 results[probe.name] = probe.run(ctx)
                 findings.extend(probe.findings(results[probe.name], ctx))
     report = _assemble(results, findings, skipped, ctx)
+    report.inputs = inputs.info if inputs is not None else None
     report.findings = sort_findings(report.findings + plugins.extra_findings(report))
     return report
+
+
+def _data_task(inputs: ProbeInputs, config: AuditConfig, adapter: Adapter) -> tuple[DataTask, AuditConfig]:
+    """The task serving the user's sequences, checked against the model and the lag window."""
+    if config.total_len > inputs.seq_len:
+        probe_window(inputs.seq_len, seq_len=config.seq_len, burn_in=config.effective_burn_in)
+    if not inputs.is_tokens and config.input_size is None and adapter.input_size is None:
+        config = dataclasses.replace(config, input_size=int(inputs.tensor.shape[2]))
+    task = DataTask(inputs)
+    task.check_fits(input_size=_input_size(config, adapter), vocab_size=adapter.vocab_size)
+    return task, config
 
 
 def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], dict[str, str]]:

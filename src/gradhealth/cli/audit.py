@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gradhealth.gates import Thresholds
     from gradhealth.render.registry import NamedReport, Renderer
     from gradhealth.report import Report
+    from gradhealth.tasks.data import ProbeInputs
 
 __all__ = ["AuditJob", "AuditPlan", "audit_checkpoint", "plan_audit", "register"]
 
@@ -37,6 +38,8 @@ Examples:
   gradhealth audit model.safetensors --model mypkg.models:make_encoder --min-horizon 100
 
   gradhealth audit ckpt.pt --baseline main-report.json --max-horizon-drop 20%
+
+  gradhealth audit ckpt.pt --inputs val.npz:x --min-horizon 50
 
 Settings also come from \\[tool.gradhealth] in the nearest pyproject.toml; the command line wins.
 
@@ -57,6 +60,7 @@ class AuditJob:
     load_options: dict[str, Any]
     model_options: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
+    inputs: ProbeInputs | None = None
 
 
 def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
@@ -73,7 +77,7 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
         entries = []
         for layer, module in models:
             name = path if job.model_options.get("model") else f"{path}:{layer}"
-            report = run_audit(module, config)
+            report = run_audit(module, config, inputs=job.inputs)
             report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
             entries.append(NamedReport(name, path, layer, report))
         return entries
@@ -126,8 +130,9 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     from gradhealth.plugins import get_renderer
 
     values = settings.values
-    config = AuditConfig(**settings.audit_kwargs(), source="the command line")
     _check_registered_names(settings)
+    inputs, settings = _read_inputs(settings)
+    config = AuditConfig(**settings.audit_kwargs(), source="the command line")
     _check_device(settings)
     table.check_horizon_within_reach(settings)
     gates, baselines = _gates(settings)
@@ -142,8 +147,41 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
             "nonlinearity": values["nonlinearity"],
         },
         debug=values["debug"],
+        inputs=inputs,
     )
     return AuditPlan(settings, job, gates, baselines, renderer)
+
+
+def _read_inputs(settings: table.Resolved) -> tuple[ProbeInputs | None, table.Resolved]:
+    """Load ``--inputs`` and fit the lag window, batch size and task to it, as ``gradhealth.audit(inputs=)`` does:
+    seq_len and burn_in not given come from the sequences' length.
+
+    Raises:
+        ConfigError: an unreadable or unsafe file, data of the wrong rank, sequences too short, or ``--task``.
+    """
+    spec = settings.values["inputs"]
+    if spec is None:
+        return None, settings
+    from gradhealth.loaders.inputs import load_input_file
+    from gradhealth.tasks.data import DataTask, probe_window, read_inputs
+
+    source = settings.source("inputs")
+    if "task" in settings.sources:
+        raise ConfigError(
+            "task", settings.values["task"], f"cannot be combined with {source}", source=settings.source("task")
+        )
+    explicit = {name: settings.values[name] if name in settings.sources else None for name in ("seq_len", "burn_in")}
+    raw = load_input_file(spec, source=source)
+    try:
+        data = read_inputs(raw, limit=settings.values["batch_size"], source=spec)
+        seq_len, burn_in = probe_window(data.seq_len, **explicit)
+    except ConfigError as exc:
+        where = settings.source(exc.name) if exc.name in settings.sources else f"{source} {spec}"
+        raise ConfigError(exc.name, exc.value, exc.problem, source=where) from None
+    derived = f"the length of {source} {spec}"
+    fitted = {"seq_len": seq_len, "burn_in": burn_in, "batch_size": data.count}
+    layer = {name: (value, derived) for name, value in fitted.items() if settings.values[name] != value}
+    return data, settings.with_layers({**layer, "task": (DataTask.name, source)})
 
 
 def _unknown(name: str, value: Any, known: Sequence[str], what: str, source: str, *, plural: str = "") -> ConfigError:
@@ -406,7 +444,10 @@ def _exit_code(entries: Sequence[NamedReport]) -> int:
 @table_options(OPTIONS)
 def audit_command(
     ctx: typer.Context,
-    inputs: Annotated[list[str], typer.Argument(help="Checkpoint files, folders or globs.", show_default=False)],
+    checkpoints: Annotated[
+        list[str],
+        typer.Argument(help="Checkpoint files, folders or globs.", show_default=False, metavar="CHECKPOINTS..."),
+    ],
     **given: Any,
 ) -> None:
     """Audit saved checkpoints for vanishing and exploding gradients through time."""
@@ -415,7 +456,7 @@ def audit_command(
         if settings.values["verbose"]:
             _print_settings(settings)
         plan = plan_audit(settings)
-        paths = expand_inputs(inputs)
+        paths = expand_inputs(checkpoints)
         if not paths:
             die("no inputs: pass checkpoint files, folders or globs")
         if len(paths) == 1 and not Path(paths[0]).exists():

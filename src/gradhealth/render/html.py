@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
@@ -329,6 +329,8 @@ def _settings(report: Report) -> str:
         return f"<table><tbody>{rows}</tbody></table>"
 
     parts = ["<h3>Settings</h3>", table(report.config), "<h3>Model</h3>", table(report.model)]
+    if report.inputs is not None:
+        parts += ["<h3>Probe inputs</h3>", table(asdict(report.inputs))]
     if report.skipped_probes:
         parts += ["<h3>Probes not run</h3>", table(report.skipped_probes)]
     return "".join(parts)

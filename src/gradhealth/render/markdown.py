@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gradhealth.formatting import format_horizon, format_number
+from gradhealth.formatting import format_horizon, format_inputs, format_number
 from gradhealth.render.escape import markdown_text
 from gradhealth.render.registry import NamedReport
 
@@ -59,6 +59,13 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     title = _escape(str(options.get("title", "gradhealth audit")))
     lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in summary_rows(reports)]
+    probed = [
+        f"- **{_escape(r.name)}**: probed with {_escape(format_inputs(r.report.inputs))}"
+        for r in reports
+        if r.report is not None and r.report.inputs is not None
+    ]
+    if probed:
+        lines += ["", *probed]
     # Every name and message is untrusted (it may quote a file name): one escaped line each.
     problems = [
         f"- **{_escape(r.name)}**: {_escape(f'{g.gate} ({g.direction}): {g.message}')}"

@@ -17,7 +17,7 @@ try:
 finally:
     random.setstate(_RANDOM_STATE)
 
-from gradhealth.formatting import VERDICT_STYLES  # noqa: E402
+from gradhealth.formatting import VERDICT_STYLES, format_inputs  # noqa: E402
 from gradhealth.render.escape import printable  # noqa: E402
 from gradhealth.render.markdown import COLUMNS, summary_rows  # noqa: E402
 from gradhealth.render.registry import NamedReport  # noqa: E402
@@ -43,6 +43,8 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     )
     console.print(table)
     for entry in reports:
+        if entry.report is not None and entry.report.inputs is not None:
+            console.print(printable(f"{entry.name}: probed with {format_inputs(entry.report.inputs)}"), markup=False)
         for gate in entry.failed_gates:
             line = printable(f" {entry.name} {gate.gate} ({gate.direction}): {gate.message}")
             console.print(Text.assemble(("FAIL", "red"), line))
