@@ -605,10 +605,11 @@ TABLE: tuple[Setting, ...] = (
         "threads",
         Integer(minimum=1, optional=True),
         None,
-        "torch CPU threads per job (no number changes, only the speed)",
+        "torch CPU threads per job (for speed; a number may differ only by rounding)",
         _CLI_AND_FILE,
         OUTPUT,
-        default_text="the CPUs this process may use divided by jobs (at least 1); OMP_NUM_THREADS if set",
+        default_text="1 for models under a million parameters, else the CPUs this process may use divided by "
+        "jobs (at least 1); OMP_NUM_THREADS if set",
     ),
     _setting(
         "progress",

@@ -22,7 +22,7 @@ from typer.testing import Result
 
 import gradhealth
 from gradhealth.cli import _threads
-from gradhealth.cli._threads import threads_per_job, torch_threads
+from gradhealth.cli._threads import SMALL_MODEL_PARAMETERS, threads_for_model, threads_per_job, torch_threads
 from gradhealth.render.json import read_reports
 from gradhealth.report import Report
 
@@ -232,6 +232,10 @@ def test_threads_per_job(monkeypatch: pytest.MonkeyPatch) -> None:
     assert threads_per_job(None, 3) == 2
     assert threads_per_job(None, 16) == 1
     assert threads_per_job(2, 4) == 2
+    assert threads_for_model(4, SMALL_MODEL_PARAMETERS - 1, is_explicit=False) == 1
+    assert threads_for_model(4, SMALL_MODEL_PARAMETERS, is_explicit=False) == 4
+    assert threads_for_model(3, 10, is_explicit=True) == 3
+    assert threads_for_model(None, SMALL_MODEL_PARAMETERS, is_explicit=False) is None
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads_per_job(None, 2) is None  # torch already reads it
     before = torch.get_num_threads()

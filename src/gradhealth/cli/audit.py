@@ -60,6 +60,7 @@ class AuditJob:
     model_options: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
     threads: int | None = None
+    threads_explicit: bool = False
     inputs: ProbeInputs | None = None
 
 
@@ -69,7 +70,7 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     from gradhealth.render.registry import NamedReport
 
     try:
-        with torch_threads(job.threads):
+        with torch_threads(job.threads):  # loading; each model's audit sets its own below
             return _audit_models(path, job)
     except (GradhealthError, OSError, ValueError) as exc:
         if job.debug:
@@ -92,6 +93,7 @@ def _naming(path: str, message: str) -> str:
 
 def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
     from gradhealth.cli._baseline import checkpoint_key
+    from gradhealth.cli._threads import threads_for_model, torch_threads
     from gradhealth.config import AuditConfig
     from gradhealth.engine import run_audit
     from gradhealth.findings import make_finding, sort_findings
@@ -108,7 +110,9 @@ def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
         name = path if job.model_options.get("model") else f"{path}:{layer}"
         base = (metadata.get("layouts") or {}).get(layer)
         layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
-        report = run_audit(module, config, layout, inputs=job.inputs)
+        size = sum(p.numel() for p in module.parameters())
+        with torch_threads(threads_for_model(job.threads, size, is_explicit=job.threads_explicit)):
+            report = run_audit(module, config, layout, inputs=job.inputs)
         report.model.update(
             checkpoint=path, checkpoint_key=checkpoint_key(path), checkpoint_format=checkpoint.format, layer=layer
         )
@@ -174,6 +178,7 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
         },
         debug=values["debug"],
         threads=threads_per_job(values["threads"], values["jobs"]),
+        threads_explicit=values["threads"] is not None,
         inputs=inputs,
     )
     return AuditPlan(settings, job, gates, baselines, renderer)
