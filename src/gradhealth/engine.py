@@ -47,6 +47,8 @@ def audit(
     length_scan_lengths: Sequence[int] | None = None,
     lyapunov_top_k: int | None = None,
     gradient_splits: int | None = None,
+    interval_level: float | None = None,
+    bootstrap_samples: int | None = None,
     layout: Layout | None = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
@@ -72,6 +74,8 @@ def audit(
         length_scan_lengths: sequence lengths of the ``length_scan`` probe [16, 32, ..., 4096].
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
         gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
+        interval_level: level of the interval on every headline number [0.9].
+        bootstrap_samples: bootstrap resamples behind each interval; 0 computes none [200].
         layout: how to call the model and read its output, where gradhealth cannot tell.
 
     Returns:
@@ -103,6 +107,8 @@ def audit(
         "length_scan_lengths": length_scan_lengths,
         "lyapunov_top_k": lyapunov_top_k,
         "gradient_splits": gradient_splits,
+        "interval_level": interval_level,
+        "bootstrap_samples": bootstrap_samples,
     }
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
     return run_audit(model, config, layout)

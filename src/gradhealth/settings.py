@@ -422,6 +422,22 @@ TABLE: tuple[Setting, ...] = (
         _EVERY_FACE,
         PROBE,
     ),
+    _setting(
+        "interval_level",
+        Number(low=0.0, high=1.0, low_open=True, high_open=True),
+        0.9,
+        "level of the interval reported on every headline number (a bootstrap over the probe samples)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "bootstrap_samples",
+        Integer(minimum=0),
+        200,
+        "bootstrap resamples behind each interval (0: no intervals)",
+        _EVERY_FACE,
+        PROBE,
+    ),
     # Gates (gradhealth.gates).
     _setting(
         "fail_on",
@@ -454,6 +470,15 @@ TABLE: tuple[Setting, ...] = (
         Number(optional=True, rule="must be a rate per step, e.g. 0.05"),
         None,
         "fail when the gradient decays faster than this rate per step (natural log)",
+        _GATE_FACES,
+        GATE,
+    ),
+    _setting(
+        "gate_decision",
+        Choice(names=("point", "conservative")),
+        "point",
+        "what a horizon or rate gate decides on: the point estimate, or the conservative end of its interval "
+        "(a gate whose threshold lies inside the interval is reported borderline either way)",
         _GATE_FACES,
         GATE,
     ),

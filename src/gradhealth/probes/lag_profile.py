@@ -18,6 +18,7 @@ from gradhealth.metrics import summarize_profile
 from gradhealth.probes._bptt import LagNorms, input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import DirectionResult, Finding, LagMetrics
+from gradhealth.uncertainty import profile_intervals
 
 __all__ = ["LagProfile", "LagProfileResult", "lag_norms"]
 
@@ -55,6 +56,19 @@ class LagProfile(Probe):
                 explode_threshold=cfg.explode_threshold,
                 output_is_finite=measured.output_is_finite,
             )
+            if cfg.bootstrap_samples:
+                summary.metrics.intervals = profile_intervals(
+                    measured.norms.numpy(),
+                    summary.metrics,
+                    summary.profile.resolved,
+                    dtype=ctx.dtype_name,
+                    eps=cfg.eps,
+                    eps_secondary=cfg.eps_secondary,
+                    level=cfg.interval_level,
+                    samples=cfg.bootstrap_samples,
+                    seed=cfg.seed,
+                )
+                summary.metrics.interval_level = cfg.interval_level
             d = DirectionResult(measured.direction, summary.verdict, summary.metrics, summary.profile, summary.tags)
             results.append(d)
         return LagProfileResult(results)

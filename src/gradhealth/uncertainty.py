@@ -1,0 +1,196 @@
+"""How sure each headline number is: a seeded bootstrap over the probe's samples (no extra backward pass).
+
+The lag probe measures one norm N_b(k) per sample b and lag k; every headline number is a function of the
+profile G(k) = sqrt(mean_b N_b(k)²). Resampling the B samples with replacement R times (R =
+``bootstrap_samples``, 200 by default) and recomputing each number on every resample gives its sampling
+distribution; the interval at ``level`` is the percentile interval of that distribution, shifted by the
+bootstrap's estimate of the bias (median of the resamples minus the point value), and widened to contain the
+point estimate. Horizons are counted in whole steps, so their bounds are rounded outwards.
+
+Everything is vectorised over resamples (one ``[R, B] @ [B, K + 1]`` product gives every resampled profile),
+with the point estimate's resolution decisions (reference lag, resolved lags, fit windows) held fixed: the
+interval says how much the numbers move with the probe's random draws, not whether the floor moves.
+
+    >>> import numpy as np
+    >>> from gradhealth.metrics import summarize_profile
+    >>> rng = np.random.default_rng(0)
+    >>> norms = 0.9 ** np.arange(61.0) * rng.lognormal(0.0, 0.3, size=(32, 61))
+    >>> summary = summarize_profile(norms)
+    >>> intervals = profile_intervals(norms, summary.metrics, summary.profile.resolved)
+    >>> low, high = intervals["horizon"]
+    >>> bool(low <= summary.metrics.horizon <= high)
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from gradhealth.metrics import rate_resolution
+from gradhealth.report import LagMetrics
+
+__all__ = ["DEFAULT_LEVEL", "DEFAULT_SAMPLES", "INTERVAL_METRICS", "bootstrap_profiles", "profile_intervals"]
+
+#: The default interval level and number of bootstrap resamples (the settings table's defaults).
+DEFAULT_LEVEL = 0.9
+DEFAULT_SAMPLES = 200
+
+#: The metrics that carry an interval, in the order reports show them.
+INTERVAL_METRICS = (
+    "horizon",
+    "horizon_1e3",
+    "decay_rate",
+    "decay_rate_tail",
+    "timescale",
+    "half_life",
+    "peak_lag",
+    "peak_gain",
+)
+
+#: Metrics counted in whole steps: their bounds are rounded outwards.
+_STEP_METRICS = frozenset({"horizon", "horizon_1e3", "peak_lag"})
+
+#: The smallest value each metric can take (g is 1 at the reference lag, so the peak gain is at least 1).
+_FLOORS = {"horizon": 0.0, "horizon_1e3": 0.0, "peak_lag": 0.0, "peak_gain": 1.0, "timescale": 0.0, "half_life": 0.0}
+
+Array = npt.NDArray[np.float64]
+
+
+def bootstrap_profiles(norms: Array, samples: int, seed: int) -> Array:
+    """G(k) of ``samples`` bootstrap resamples of the rows of ``norms`` ``[B, K + 1]``: ``[samples, K + 1]``.
+
+    Each lag is scaled by its largest norm before squaring, so huge or tiny norms neither overflow nor underflow
+    (as :func:`gradhealth.metrics.rms_over_samples`).
+    """
+    batch = norms.shape[0]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, batch, size=(samples, batch))
+    flat = (np.arange(samples)[:, None] * batch + picks).ravel()
+    counts = np.bincount(flat, minlength=samples * batch).reshape(samples, batch).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
+        scale = np.max(norms, axis=0)
+        safe = np.where(scale > 0, scale, 1.0)
+        return safe * np.sqrt(counts @ ((norms / safe) ** 2) / batch)
+
+
+def _fit_slopes(lags: Array, log_g: Array, mask: npt.NDArray[np.bool_], resolution: float) -> Array | None:
+    """Least-squares slopes of every row of ``log_g`` over the lags in ``mask`` (``None`` with < 2 lags)."""
+    x = lags[mask]
+    if x.size < 2:
+        return None
+    xc = x - x.mean()
+    y = log_g[:, mask]
+    slopes = (y - y.mean(axis=1, keepdims=True)) @ xc / float(xc @ xc)
+    return np.where(np.abs(slopes) <= resolution, 0.0, slopes)
+
+
+def _horizons(g: Array, eps: float, rate_tail: Array | None) -> Array:
+    """The horizon at ε of every row of ``g`` (as :func:`gradhealth.metrics.horizon_at`)."""
+    max_lag = g.shape[1] - 1
+    above = np.isfinite(g) & (g >= eps)
+    has = above.any(axis=1)
+    last = max_lag - np.argmax(above[:, ::-1], axis=1)
+    horizons = np.where(has, last + 1.0, 0.0)
+    beyond = has & (last == max_lag)
+    if beyond.any():
+        extrapolated = np.full(g.shape[0], math.inf)
+        if rate_tail is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                decaying = rate_tail < 0
+                level = np.log(eps / g[:, max_lag])
+                extrapolated = np.where(decaying, max_lag + level / np.where(decaying, rate_tail, -1.0), math.inf)
+        horizons = np.where(beyond, extrapolated, horizons)
+    return horizons
+
+
+def _interval(draws: Array, point: float, level: float, *, steps: bool, floor: float | None) -> list[float]:
+    """The bias-shifted percentile interval of ``draws`` at ``level``, widened to contain ``point`` and cut at
+    ``floor`` (the smallest value the metric can take)."""
+    alpha = (1.0 - level) / 2.0
+    low = float(np.quantile(draws, alpha, method="lower"))
+    high = float(np.quantile(draws, 1.0 - alpha, method="higher"))
+    middle = float(np.quantile(draws, 0.5, method="lower"))
+    if math.isfinite(point) and math.isfinite(middle):
+        bias = middle - point
+        low, high = low - bias, high - bias
+    low, high = min(low, point), max(high, point)
+    if floor is not None:
+        low = max(low, floor)
+    if steps:
+        low = math.floor(low + 1e-9) if math.isfinite(low) else low
+        high = math.ceil(high - 1e-9) if math.isfinite(high) else high
+    return [float(low), float(high)]
+
+
+def profile_intervals(
+    norms: npt.ArrayLike,
+    metrics: LagMetrics,
+    resolved: Sequence[bool],
+    *,
+    dtype: str = "float64",
+    eps: float = 1e-2,
+    eps_secondary: float = 1e-3,
+    level: float = DEFAULT_LEVEL,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Intervals of the headline numbers of one lag profile, by a bootstrap over its samples.
+
+    Args:
+        norms: N_b(k), ``[B, K + 1]``, the norms the point estimate was computed from.
+        metrics: the point estimate (its reference lag and resolution decisions are kept).
+        resolved: the per-lag resolution flags of the point estimate.
+        dtype: the probe dtype (the rate resolution).
+        eps: horizon threshold ε.
+        eps_secondary: the second horizon threshold.
+        level: the interval level, e.g. 0.9.
+        samples: the number of bootstrap resamples (0: no intervals).
+        seed: seeds the resampling.
+
+    Returns:
+        ``{metric: [low, high]}`` for the metrics of :data:`INTERVAL_METRICS` that have a value; empty when the
+        profile has a non-finite gradient, fewer than two samples, or no resolved gradient at all.
+    """
+    n = np.asarray(norms, dtype=np.float64)
+    flags = np.asarray(resolved, dtype=bool)
+    ref = metrics.reference_lag
+    if samples < 1 or n.shape[0] < 2 or not np.all(np.isfinite(n)):
+        return {}
+    big = bootstrap_profiles(n, samples, seed)
+    positive = flags & (np.max(n, axis=0) > 0)
+    if not positive[ref]:
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = big / big[:, ref : ref + 1]
+        log_g = np.log(np.where(positive, g, 1.0))
+    lags = np.arange(n.shape[1], dtype=np.float64)
+    resolution = rate_resolution(dtype)
+    last_positive = int(np.nonzero(positive)[0][-1])
+    tail = positive & (lags >= ref + math.ceil((last_positive - ref) / 2))
+    rate = _fit_slopes(lags, log_g, positive, resolution)
+    rate_tail = _fit_slopes(lags, log_g, tail, resolution)
+    g_for_horizon = np.where(flags, g, 0.0)
+    draws: dict[str, Array | None] = {
+        "horizon": _horizons(g_for_horizon, eps, rate_tail),
+        "horizon_1e3": _horizons(g_for_horizon, eps_secondary, rate_tail),
+        "decay_rate": rate,
+        "decay_rate_tail": rate_tail,
+        "peak_lag": np.argmax(np.where(positive, g, -np.inf), axis=1).astype(np.float64),
+        "peak_gain": np.max(np.where(positive, g, -np.inf), axis=1),
+    }
+    if rate_tail is not None:
+        with np.errstate(divide="ignore"):
+            timescale = np.where(rate_tail < 0, -1.0 / np.where(rate_tail < 0, rate_tail, -1.0), math.inf)
+        draws["timescale"] = timescale
+        draws["half_life"] = math.log(2) * timescale
+    intervals = {}
+    for name in INTERVAL_METRICS:
+        values, point = draws.get(name), getattr(metrics, name)
+        if values is not None and point is not None:
+            steps = name in _STEP_METRICS
+            intervals[name] = _interval(values, float(point), level, steps=steps, floor=_FLOORS.get(name))
+    return intervals
