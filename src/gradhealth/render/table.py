@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gradhealth.formatting import VERDICT_STYLES
@@ -38,6 +39,10 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
     for entry in reports:
         for gate in entry.failed_gates:
             console.print(f"[red]FAIL[/] {entry.name} {gate.gate} ({gate.direction}): {gate.message}", markup=True)
+        for gate in entry.borderline_gates:
+            if gate.passed:
+                text = f"{entry.name} {gate.gate} ({gate.direction}): {gate.message}"
+                console.print("[yellow]BORDERLINE[/] " + escape(text), markup=True)
         if entry.report is not None and options.get("findings", True):
             for f in entry.report.findings:
                 if f.severity != "info":

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.formatting import format_horizon, format_number
+from gradhealth.formatting import format_horizon, format_number, interval_suffix
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
@@ -105,10 +105,13 @@ def _measured(result: DirectionResult, eps: float) -> str:
     horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored)
     horizon_1e3 = format_horizon(m.horizon_1e3, reached=m.horizon_1e3_reached, censored=m.horizon_1e3_censored)
     return (
-        f"horizon@{eps:g} {horizon}, horizon@1e-3 {horizon_1e3}, "
-        f"decay rate {format_number(m.decay_rate)}/step (tail {format_number(m.decay_rate_tail)}, "
-        f"R² {format_number(m.fit_r2)}), half-life {format_number(m.half_life)} steps, "
-        f"peak gain {format_number(m.peak_gain)} at lag {m.peak_lag}"
+        f"horizon@{eps:g} {horizon}{interval_suffix(m, 'horizon')}, "
+        f"horizon@1e-3 {horizon_1e3}{interval_suffix(m, 'horizon_1e3')}, "
+        f"decay rate {format_number(m.decay_rate)}/step{interval_suffix(m, 'decay_rate')} "
+        f"(tail {format_number(m.decay_rate_tail)}{interval_suffix(m, 'decay_rate_tail')}, "
+        f"R² {format_number(m.fit_r2)}), half-life {format_number(m.half_life)} steps"
+        f"{interval_suffix(m, 'half_life')}, peak gain {format_number(m.peak_gain)}"
+        f"{interval_suffix(m, 'peak_gain')} at lag {m.peak_lag}"
     )
 
 
@@ -147,6 +150,11 @@ def failure_message(report: Report, failures: Sequence[GateResult], *, check: st
     for failure in failures:
         where = f"[{failure.direction}] " if many else ""
         lines.append(f"failed: {where}{failure.message}")
+        if failure.borderline:
+            lines.append(
+                "  borderline: the threshold lies inside the interval, so another probe seed could decide otherwise; "
+                "a larger batch_size narrows it"
+            )
         if failure.gate == "verdict":
             lines.append(f"  because {_verdict_reason(report.direction(failure.direction), report.config)}")
     for result in report.directions:
