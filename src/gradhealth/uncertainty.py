@@ -107,9 +107,12 @@ def _horizons(g: Array, eps: float, rate_tail: Array | None) -> Array:
     return horizons
 
 
-def _interval(draws: Array, point: float, level: float, *, steps: bool, floor: float | None) -> list[float]:
+def _interval(draws: Array, point: float, level: float, *, steps: bool, floor: float | None) -> list[float] | None:
     """The bias-shifted percentile interval of ``draws`` at ``level``, widened to contain ``point`` and cut at
-    ``floor`` (the smallest value the metric can take)."""
+    ``floor`` (the smallest value the metric can take); ``None`` when no draw has a value."""
+    draws = draws[~np.isnan(draws)]
+    if draws.size == 0:
+        return None
     alpha = (1.0 - level) / 2.0
     low = float(np.quantile(draws, alpha, method="lower"))
     high = float(np.quantile(draws, 1.0 - alpha, method="higher"))
@@ -166,7 +169,9 @@ def profile_intervals(
         return {}
     with np.errstate(divide="ignore", invalid="ignore"):
         g = big / big[:, ref : ref + 1]
-        log_g = np.log(np.where(positive, g, 1.0))
+        # a resample can miss every sample that reaches some lag (G = 0 there): its fits are undefined (NaN)
+        # and left out of the intervals, like a profile the point estimate could not fit
+        log_g = np.log(np.where(positive, np.where(g > 0, g, np.nan), 1.0))
     lags = np.arange(n.shape[1], dtype=np.float64)
     resolution = rate_resolution(dtype)
     last_positive = int(np.nonzero(positive)[0][-1])
@@ -185,6 +190,7 @@ def profile_intervals(
     if rate_tail is not None:
         with np.errstate(divide="ignore"):
             timescale = np.where(rate_tail < 0, -1.0 / np.where(rate_tail < 0, rate_tail, -1.0), math.inf)
+        timescale[np.isnan(rate_tail)] = math.nan
         draws["timescale"] = timescale
         draws["half_life"] = math.log(2) * timescale
     intervals = {}
@@ -192,5 +198,7 @@ def profile_intervals(
         values, point = draws.get(name), getattr(metrics, name)
         if values is not None and point is not None:
             steps = name in _STEP_METRICS
-            intervals[name] = _interval(values, float(point), level, steps=steps, floor=_FLOORS.get(name))
+            pair = _interval(values, float(point), level, steps=steps, floor=_FLOORS.get(name))
+            if pair is not None:
+                intervals[name] = pair
     return intervals

@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.formatting import format_horizon, format_number, interval_suffix
+from gradhealth.formatting import format_horizon, format_interval, format_number
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
@@ -105,14 +105,33 @@ def _measured(result: DirectionResult, eps: float) -> str:
     horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored)
     horizon_1e3 = format_horizon(m.horizon_1e3, reached=m.horizon_1e3_reached, censored=m.horizon_1e3_censored)
     return (
-        f"horizon@{eps:g} {horizon}{interval_suffix(m, 'horizon')}, "
-        f"horizon@1e-3 {horizon_1e3}{interval_suffix(m, 'horizon_1e3')}, "
-        f"decay rate {format_number(m.decay_rate)}/step{interval_suffix(m, 'decay_rate')} "
-        f"(tail {format_number(m.decay_rate_tail)}{interval_suffix(m, 'decay_rate_tail')}, "
-        f"R² {format_number(m.fit_r2)}), half-life {format_number(m.half_life)} steps"
-        f"{interval_suffix(m, 'half_life')}, peak gain {format_number(m.peak_gain)}"
-        f"{interval_suffix(m, 'peak_gain')} at lag {m.peak_lag}"
+        f"horizon@{eps:g} {horizon}, horizon@1e-3 {horizon_1e3}, "
+        f"decay rate {format_number(m.decay_rate)}/step (tail {format_number(m.decay_rate_tail)}, "
+        f"R² {format_number(m.fit_r2)}), half-life {format_number(m.half_life)} steps, "
+        f"peak gain {format_number(m.peak_gain)} at lag {m.peak_lag}"
     )
+
+
+#: The intervals the failure message lists, with how each is named there.
+_INTERVAL_NAMES = (
+    ("horizon", "horizon"),
+    ("horizon_1e3", "horizon@1e-3"),
+    ("decay_rate", "decay rate"),
+    ("decay_rate_tail", "tail"),
+    ("half_life", "half-life"),
+    ("peak_gain", "peak gain"),
+)
+
+
+def _intervals(result: DirectionResult) -> str | None:
+    """``90% intervals: horizon [9, 12], ...`` (a bootstrap over the probe samples), or ``None``."""
+    m = result.metrics
+    parts = [
+        f"{words} {format_interval(m.intervals[name], None)}" for name, words in _INTERVAL_NAMES if name in m.intervals
+    ]
+    if not parts or m.interval_level is None:
+        return None
+    return f"{m.interval_level * 100:g}% intervals: {', '.join(parts)}"
 
 
 def reproduce_call(report: Report) -> str:
@@ -160,6 +179,9 @@ def failure_message(report: Report, failures: Sequence[GateResult], *, check: st
     for result in report.directions:
         where = f"[{result.name}] " if many else ""
         lines.append(f"measured: {where}{_measured(result, eps)}")
+        intervals = _intervals(result)
+        if intervals is not None:
+            lines.append(f"  {intervals}")
         lines.append(f"lag profile {where}g(k) = G(k)/G(0), log10 scale:")
         lines.extend(profile_plot(result.profile.g, eps=eps))
     if report.findings:
