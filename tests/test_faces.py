@@ -60,6 +60,7 @@ SAMPLES: dict[str, Sample] = {
     "length_scan_lengths": Sample("8,16", (8, 16), "[8, 16]"),
     "lyapunov_top_k": Sample("2", 2, "2"),
     "gradient_splits": Sample("2", 2, "2"),
+    "summary": Sample("median", "median"),
     "interval_level": Sample("0.8", 0.8, "0.8"),
     "bootstrap_samples": Sample("50", 50, "50"),
     "gate_decision": Sample("conservative", "conservative"),

@@ -46,6 +46,7 @@ class AuditConfig:
         length_scan_lengths: sequence lengths of the ``length_scan`` probe.
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe (at most the state size).
         gradient_splits: sub-batches of the ``parameter_gradients`` probe.
+        summary: ``rms`` or ``median``: how per-sample norms are summarised into the lag profile.
         interval_level: level of the intervals on the lag metrics (see :mod:`gradhealth.uncertainty`).
         bootstrap_samples: bootstrap resamples behind each interval (0: none).
 
@@ -68,6 +69,7 @@ class AuditConfig:
     length_scan_lengths: tuple[int, ...] = _default("length_scan_lengths")
     lyapunov_top_k: int = _default("lyapunov_top_k")
     gradient_splits: int = _default("gradient_splits")
+    summary: str = _default("summary")
     interval_level: float = _default("interval_level")
     bootstrap_samples: int = _default("bootstrap_samples")
     source: str = field(default="argument", compare=False, repr=False)

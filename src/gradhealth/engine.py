@@ -47,6 +47,7 @@ def audit(
     length_scan_lengths: Sequence[int] | None = None,
     lyapunov_top_k: int | None = None,
     gradient_splits: int | None = None,
+    summary: str | None = None,
     interval_level: float | None = None,
     bootstrap_samples: int | None = None,
     layout: Layout | None = None,
@@ -74,6 +75,7 @@ def audit(
         length_scan_lengths: sequence lengths of the ``length_scan`` probe [16, 32, ..., 4096].
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
         gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
+        summary: ``rms`` or ``median``: how the per-sample norms make the lag profile [``rms``].
         interval_level: level of the interval on every headline number [0.9].
         bootstrap_samples: bootstrap resamples behind each interval; 0 computes none [200].
         layout: how to call the model and read its output, where gradhealth cannot tell.
@@ -107,6 +109,7 @@ def audit(
         "length_scan_lengths": length_scan_lengths,
         "lyapunov_top_k": lyapunov_top_k,
         "gradient_splits": gradient_splits,
+        "summary": summary,
         "interval_level": interval_level,
         "bootstrap_samples": bootstrap_samples,
     }

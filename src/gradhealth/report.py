@@ -91,7 +91,10 @@ class LagMetrics:
     after a delay). ``relative_floor`` is the resolution floor as a fraction of G(reference_lag): g values at or
     below it cannot be resolved. ``intervals`` maps a metric's name (``horizon``, ``horizon_1e3``,
     ``decay_rate``, ``decay_rate_tail``, ``timescale``, ``half_life``, ``peak_lag``, ``peak_gain``) to its
-    ``[low, high]`` interval at ``interval_level`` (see :mod:`gradhealth.uncertainty`).
+    ``[low, high]`` interval at ``interval_level`` (see :mod:`gradhealth.uncertainty`). When the profile shows a
+    direct input-to-output path, ``horizon_recurrent`` is the horizon of g normalised at
+    ``recurrent_reference_lag`` (the first lag after the direct path) and decides between vanishing and healthy
+    (``verdict_basis = "recurrent"``; otherwise ``"reference"``: the horizon at ``reference_lag`` decides).
     """
 
     horizon: float
@@ -116,6 +119,10 @@ class LagMetrics:
     relative_floor: float = 0.0
     intervals: dict[str, list[float]] = field(default_factory=dict)
     interval_level: float | None = None
+    horizon_recurrent: float | None = None
+    horizon_recurrent_reached: bool = True
+    recurrent_reference_lag: int | None = None
+    verdict_basis: str = "reference"
 
     @property
     def horizon_ci(self) -> tuple[float, float] | None:

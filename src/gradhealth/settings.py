@@ -423,6 +423,15 @@ TABLE: tuple[Setting, ...] = (
         PROBE,
     ),
     _setting(
+        "summary",
+        Choice(names=("rms", "median")),
+        "rms",
+        "how the per-sample gradient norms are summarised into the profile: rms (the metric contract) or median "
+        "(robust when a few samples decide the verdict)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
         "interval_level",
         Number(low=0.0, high=1.0, low_open=True, high_open=True),
         0.9,

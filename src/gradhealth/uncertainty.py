@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +34,17 @@ import numpy.typing as npt
 from gradhealth.metrics import rate_resolution
 from gradhealth.report import LagMetrics
 
-__all__ = ["DEFAULT_LEVEL", "DEFAULT_SAMPLES", "INTERVAL_METRICS", "bootstrap_profiles", "profile_intervals"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "DEFAULT_SAMPLES",
+    "INTERVAL_METRICS",
+    "MIN_SAMPLES_FOR_OUTLIERS",
+    "FewSampleVerdict",
+    "bootstrap_profiles",
+    "few_sample_verdict",
+    "profile_intervals",
+    "withhold_unresolved_extrapolation",
+]
 
 #: The default interval level and number of bootstrap resamples (the settings table's defaults).
 DEFAULT_LEVEL = 0.9
@@ -60,15 +71,17 @@ _FLOORS = {"horizon": 0.0, "horizon_1e3": 0.0, "peak_lag": 0.0, "peak_gain": 1.0
 Array = npt.NDArray[np.float64]
 
 
-def bootstrap_profiles(norms: Array, samples: int, seed: int) -> Array:
+def bootstrap_profiles(norms: Array, samples: int, seed: int, summary: str = "rms") -> Array:
     """G(k) of ``samples`` bootstrap resamples of the rows of ``norms`` ``[B, K + 1]``: ``[samples, K + 1]``.
 
-    Each lag is scaled by its largest norm before squaring, so huge or tiny norms neither overflow nor underflow
-    (as :func:`gradhealth.metrics.rms_over_samples`).
+    For the RMS each lag is scaled by its largest norm before squaring, so huge or tiny norms neither overflow nor
+    underflow (as :func:`gradhealth.metrics.rms_over_samples`); ``summary="median"`` takes medians instead.
     """
     batch = norms.shape[0]
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, batch, size=(samples, batch))
+    if summary == "median":
+        return np.asarray(np.median(norms[picks], axis=1), dtype=np.float64)
     flat = (np.arange(samples)[:, None] * batch + picks).ravel()
     counts = np.bincount(flat, minlength=samples * batch).reshape(samples, batch).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore", under="ignore"):
@@ -140,6 +153,7 @@ def profile_intervals(
     level: float = DEFAULT_LEVEL,
     samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
+    summary: str = "rms",
 ) -> dict[str, list[float]]:
     """Intervals of the headline numbers of one lag profile, by a bootstrap over its samples.
 
@@ -153,6 +167,7 @@ def profile_intervals(
         level: the interval level, e.g. 0.9.
         samples: the number of bootstrap resamples (0: no intervals).
         seed: seeds the resampling.
+        summary: how samples are summarised into G(k), as for the point estimate (``rms`` or ``median``).
 
     Returns:
         ``{metric: [low, high]}`` for the metrics of :data:`INTERVAL_METRICS` that have a value; empty when the
@@ -163,7 +178,7 @@ def profile_intervals(
     ref = metrics.reference_lag
     if samples < 1 or n.shape[0] < 2 or not np.all(np.isfinite(n)):
         return {}
-    big = bootstrap_profiles(n, samples, seed)
+    big = bootstrap_profiles(n, samples, seed, summary)
     positive = flags & (np.max(n, axis=0) > 0)
     if not positive[ref]:
         return {}
@@ -179,9 +194,12 @@ def profile_intervals(
     rate = _fit_slopes(lags, log_g, positive, resolution)
     rate_tail = _fit_slopes(lags, log_g, tail, resolution)
     g_for_horizon = np.where(flags, g, 0.0)
+    # a resample extrapolates its horizon only where the point estimate did (see gradhealth.metrics)
+    extrapolates = metrics.horizon_reached or math.isfinite(metrics.horizon)
+    extrapolates_1e3 = metrics.horizon_1e3_reached or math.isfinite(metrics.horizon_1e3)
     draws: dict[str, Array | None] = {
-        "horizon": _horizons(g_for_horizon, eps, rate_tail),
-        "horizon_1e3": _horizons(g_for_horizon, eps_secondary, rate_tail),
+        "horizon": _horizons(g_for_horizon, eps, rate_tail if extrapolates else None),
+        "horizon_1e3": _horizons(g_for_horizon, eps_secondary, rate_tail if extrapolates_1e3 else None),
         "decay_rate": rate,
         "decay_rate_tail": rate_tail,
         "peak_lag": np.argmax(np.where(positive, g, -np.inf), axis=1).astype(np.float64),
@@ -202,3 +220,97 @@ def profile_intervals(
             if pair is not None:
                 intervals[name] = pair
     return intervals
+
+
+def withhold_unresolved_extrapolation(metrics: LagMetrics, tags: list[str]) -> bool:
+    """Replace an extrapolated horizon by ``inf`` ("not reached within K") when the interval of the tail rate
+    reaches 0: the data cannot tell decay from no decay, so any extrapolated number would be made up.
+
+    Changes ``metrics`` (horizons and their intervals) and ``tags`` (adds ``no_extrapolation``) in place.
+
+    Returns:
+        Whether a horizon was withheld.
+    """
+    pair = metrics.interval("decay_rate_tail")
+    if pair is None or pair[1] < 0:
+        return False
+    withheld = False
+    for name in ("horizon", "horizon_1e3"):
+        value, reached = getattr(metrics, name), getattr(metrics, f"{name}_reached")
+        if not reached and math.isfinite(value):
+            setattr(metrics, name, math.inf)
+            if name in metrics.intervals:
+                metrics.intervals[name] = [metrics.intervals[name][0], math.inf]
+            withheld = True
+    if withheld and "no_extrapolation" not in tags:
+        tags.append("no_extrapolation")
+    return withheld
+
+
+#: The fewest samples for which "the verdict rests on one or two samples" is a finding (with fewer, one or two
+#: samples are a large share of the batch by design).
+MIN_SAMPLES_FOR_OUTLIERS = 8
+
+
+@dataclass(frozen=True)
+class FewSampleVerdict:
+    """A verdict that removing one or two samples would change.
+
+    Attributes:
+        samples: the indices of the samples (rows of the norms) whose removal changes the verdict.
+        verdict_without: the verdict without them.
+        share: their share of G(k)² at the deciding lag.
+        lag: the deciding lag (the first exploding lag, K, or the reference lag).
+    """
+
+    samples: list[int]
+    verdict_without: str
+    share: float
+    lag: int
+
+
+def few_sample_verdict(
+    norms: npt.ArrayLike,
+    verdict: str,
+    metrics: LagMetrics,
+    resolved: Sequence[bool],
+    *,
+    eps: float = 1e-2,
+    explode_threshold: float = 100.0,
+) -> FewSampleVerdict | None:
+    """Whether leaving out the one or two samples that weigh most at the deciding lag changes the verdict.
+
+    The verdicts the RMS profile decides by one inequality are checked: ``exploding`` (max g >= 100: the
+    samples that weigh most at the first exploding lag), ``healthy`` (g(K) >= ε: the samples that weigh most at
+    K) and ``vanishing`` (g(K) < ε: the samples that weigh most at the reference lag, which set the scale).
+
+    Returns:
+        The samples and the verdict without them, or ``None`` when one or two samples cannot change it (or
+        there are fewer than :data:`MIN_SAMPLES_FOR_OUTLIERS` samples, or a censored or non-finite profile).
+    """
+    n = np.asarray(norms, dtype=np.float64)
+    flags = np.asarray(resolved, dtype=bool)
+    if n.shape[0] < MIN_SAMPLES_FOR_OUTLIERS or not np.all(np.isfinite(n)) or metrics.horizon_censored:
+        return None
+    ref, last = metrics.reference_lag, n.shape[1] - 1
+    lags = {"exploding": metrics.first_explode_lag, "healthy": last, "vanishing": ref}
+    lag = lags.get(verdict)
+    if lag is None or not flags[last]:
+        return None
+    positive = flags & (np.max(n, axis=0) > 0)
+    scale = np.where(np.max(n, axis=0) > 0, np.max(n, axis=0), 1.0)
+    squares = (n / scale) ** 2
+    order = np.argsort(-squares[:, lag], kind="stable")
+    for count in (1, 2):
+        dropped = order[:count]
+        kept = np.delete(squares, dropped, axis=0)
+        big = scale * np.sqrt(kept.mean(axis=0))
+        if big[ref] <= 0:
+            continue
+        g = big / big[ref]
+        explodes = bool(np.any(positive & (g >= explode_threshold)))
+        without = "exploding" if explodes else ("healthy" if g[last] >= eps else "vanishing")
+        if without != verdict:
+            share = float(squares[dropped, lag].sum() / squares[:, lag].sum())
+            return FewSampleVerdict(sorted(int(i) for i in dropped), without, share, int(lag))
+    return None

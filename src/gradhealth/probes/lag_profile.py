@@ -9,25 +9,71 @@ turns the norms into the profile, metrics, verdict and tags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradhealth.findings import make_finding
-from gradhealth.formatting import format_number
+from gradhealth.formatting import format_horizon, format_interval, format_number
 from gradhealth.metrics import summarize_profile
 from gradhealth.probes._bptt import LagNorms, input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import DirectionResult, Finding, LagMetrics
-from gradhealth.uncertainty import profile_intervals
+from gradhealth.uncertainty import (
+    FewSampleVerdict,
+    few_sample_verdict,
+    profile_intervals,
+    withhold_unresolved_extrapolation,
+)
 
 __all__ = ["LagProfile", "LagProfileResult", "lag_norms"]
 
 
 @dataclass
 class LagProfileResult:
-    """One :class:`~gradhealth.report.DirectionResult` per direction of time."""
+    """One :class:`~gradhealth.report.DirectionResult` per direction of time, and the directions whose verdict
+    one or two samples decide."""
 
     directions: list[DirectionResult]
+    few_sample_verdicts: dict[str, FewSampleVerdict] = field(default_factory=dict)
+
+
+def _direction_result(measured: LagNorms, ctx: ProbeContext) -> tuple[DirectionResult, FewSampleVerdict | None]:
+    """Point estimates, their intervals, and whether one or two samples decide the verdict, for one direction."""
+    cfg = ctx.config
+    norms = measured.norms.numpy()
+    summary = summarize_profile(
+        norms,
+        dtype=ctx.dtype_name,
+        floor=measured.floor,
+        eps=cfg.eps,
+        eps_secondary=cfg.eps_secondary,
+        explode_threshold=cfg.explode_threshold,
+        output_is_finite=measured.output_is_finite,
+        summary=cfg.summary,
+    )
+    m = summary.metrics
+    if cfg.bootstrap_samples:
+        m.intervals = profile_intervals(
+            norms,
+            m,
+            summary.profile.resolved,
+            dtype=ctx.dtype_name,
+            eps=cfg.eps,
+            eps_secondary=cfg.eps_secondary,
+            level=cfg.interval_level,
+            samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+            summary=cfg.summary,
+        )
+        m.interval_level = cfg.interval_level
+        withhold_unresolved_extrapolation(m, summary.tags)
+    few = None
+    if cfg.summary == "rms":
+        few = few_sample_verdict(
+            norms, summary.verdict, m, summary.profile.resolved, eps=cfg.eps, explode_threshold=cfg.explode_threshold
+        )
+    return DirectionResult(measured.direction, summary.verdict, m, summary.profile, summary.tags), few
 
 
 def lag_norms(ctx: ProbeContext, stream: str = "lag_profile") -> list[LagNorms]:
@@ -44,34 +90,14 @@ class LagProfile(Probe):
     description = "per-lag gradient profile, decay rate, half-life, memory horizon and verdict"
 
     def run(self, ctx: ProbeContext) -> LagProfileResult:
-        cfg = ctx.config
         results = []
+        outliers: dict[str, FewSampleVerdict] = {}
         for measured in lag_norms(ctx):
-            summary = summarize_profile(
-                measured.norms.numpy(),
-                dtype=ctx.dtype_name,
-                floor=measured.floor,
-                eps=cfg.eps,
-                eps_secondary=cfg.eps_secondary,
-                explode_threshold=cfg.explode_threshold,
-                output_is_finite=measured.output_is_finite,
-            )
-            if cfg.bootstrap_samples:
-                summary.metrics.intervals = profile_intervals(
-                    measured.norms.numpy(),
-                    summary.metrics,
-                    summary.profile.resolved,
-                    dtype=ctx.dtype_name,
-                    eps=cfg.eps,
-                    eps_secondary=cfg.eps_secondary,
-                    level=cfg.interval_level,
-                    samples=cfg.bootstrap_samples,
-                    seed=cfg.seed,
-                )
-                summary.metrics.interval_level = cfg.interval_level
-            d = DirectionResult(measured.direction, summary.verdict, summary.metrics, summary.profile, summary.tags)
+            d, few = _direction_result(measured, ctx)
             results.append(d)
-        return LagProfileResult(results)
+            if few is not None:
+                outliers[d.name] = few
+        return LagProfileResult(results, outliers)
 
     def findings(self, result: LagProfileResult, ctx: ProbeContext) -> list[Finding]:
         found = []
@@ -79,6 +105,9 @@ class LagProfile(Probe):
             where = {"probe": self.name, "direction": d.name}
             found += [make_finding(code, message, **where, **data) for code, message, data in _verdict_finding(d, ctx)]
             found += [make_finding(code, message, **where) for code, message in _tag_findings(d, ctx)]
+            few = result.few_sample_verdicts.get(d.name)
+            if few is not None:
+                found.append(make_finding("GH013", _few_sample_message(d, few), **where, **_few_sample_data(few)))
         return found
 
 
@@ -104,6 +133,13 @@ def _verdict_finding(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, s
             f"{format_number(m.horizon)} steps, which cannot tell vanishing from healthy at K = {cfg.seq_len}"
         )
         return [("GH008", message, {"horizon_lower_bound": m.horizon, "relative_floor": m.relative_floor})]
+    if d.verdict == "vanishing" and m.verdict_basis == "recurrent":
+        message = (
+            f"the recurrent path's gradient falls below {cfg.eps:g} of its value at lag {m.recurrent_reference_lag} "
+            f"after {format_number(m.horizon_recurrent)} steps, short of K = {cfg.seq_len} (behind a direct "
+            "input-to-output path, see GH014)"
+        )
+        return [("GH001", message, {"horizon_recurrent": m.horizon_recurrent, "half_life": m.half_life})]
     if d.verdict == "vanishing" and "no_gradient" not in d.tags:
         message = (
             f"gradient falls below {cfg.eps:g} of {_reference(m)} after {format_number(m.horizon)} steps, "
@@ -140,4 +176,39 @@ def _tag_findings(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str]
         found.append(("GH005", message))
     if "non_exponential" in d.tags:
         found.append(("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"))
+    if "no_extrapolation" in d.tags:
+        rate = format_interval(m.intervals.get("decay_rate_tail"), m.interval_level, "/step")
+        message = (
+            f"g(k) is still above eps at K = {m.max_lag} and the tail fit cannot carry it further (tail rate "
+            f"{format_number(m.decay_rate_tail, '/step')}, interval {rate}, R² {format_number(m.fit_r2)}, "
+            f"{m.resolved_lags} resolved lags): the horizon is reported as not reached within K, with no "
+            "extrapolation"
+        )
+        found.append(("GH012", message))
+    if m.recurrent_reference_lag is not None:
+        recurrent = format_horizon(m.horizon_recurrent, reached=m.horizon_recurrent_reached)
+        message = (
+            f"g falls from 1 to {format_number(d.profile.g[m.recurrent_reference_lag])} in the first step, then "
+            f"decays far more slowly: a direct input-to-output path. Normalised at lag {m.recurrent_reference_lag}, "
+            f"the recurrent path's horizon is {recurrent} (lag-0 horizon {format_number(m.horizon)} steps); the "
+            f"verdict {d.verdict} is decided by the recurrent path"
+        )
+        found.append(("GH014", message))
     return found
+
+
+def _few_sample_message(d: DirectionResult, few: FewSampleVerdict) -> str:
+    one = len(few.samples) == 1
+    which = f"sample {few.samples[0]}" if one else f"samples {few.samples[0]} and {few.samples[1]}"
+    message = (
+        f"the verdict {d.verdict} rests on {which} ({format_number(few.share * 100, '%')} of G(k)² at lag "
+        f"{few.lag}); without {'it' if one else 'them'} the verdict is {few.verdict_without}"
+    )
+    median = d.profile.quantiles.get("q50")
+    if median and math.isfinite(median[few.lag]):
+        message += f"; the median sample's g at lag {few.lag} is {format_number(10.0 ** median[few.lag])}"
+    return message
+
+
+def _few_sample_data(few: FewSampleVerdict) -> dict[str, Any]:
+    return {"samples": few.samples, "verdict_without": few.verdict_without, "share": few.share, "lag": few.lag}
