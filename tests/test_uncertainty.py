@@ -158,3 +158,101 @@ def test_conservative_gates_fail_borderline_passes_and_report_says_borderline() 
     assert not conservative.passed and conservative.borderline
     with pytest.raises(ValueError, match="no interval decides gate 'fail_on'"):
         report.is_borderline("fail_on", 1)
+
+
+# --- honest extrapolation, few-sample verdicts, direct paths, the median summary ----------------------------
+
+
+def test_no_extrapolation_from_a_short_fit() -> None:
+    # K = 6: a tail of 3-4 lags is too short to carry g(k) = 0.9^k beyond K, however clean
+    norms = np.tile(0.9 ** np.arange(7.0), (4, 1))
+    summary = summarize_profile(norms)
+    assert math.isinf(summary.metrics.horizon) and not summary.metrics.horizon_reached
+    assert "no_extrapolation" in summary.tags
+    # K = 20: ten tail lags, R² = 1: extrapolated to the exact crossing 43.7
+    norms = np.tile(0.9 ** np.arange(21.0), (4, 1))
+    summary = summarize_profile(norms)
+    assert summary.metrics.horizon == pytest.approx(math.log(1e-2) / math.log(0.9), rel=1e-12)
+    assert "no_extrapolation" not in summary.tags
+
+
+def test_no_extrapolation_when_the_tail_rate_interval_reaches_zero() -> None:
+    from gradhealth.uncertainty import withhold_unresolved_extrapolation
+
+    norms = np.tile(0.99 ** np.arange(21.0), (4, 1))
+    summary = summarize_profile(norms)
+    m, tags = summary.metrics, list(summary.tags)
+    assert math.isfinite(m.horizon) and not m.horizon_reached  # a clean fit: extrapolated
+    m.intervals = {"horizon": [300.0, 600.0], "decay_rate_tail": [-0.02, -0.001]}
+    assert not withhold_unresolved_extrapolation(m, tags)  # a rate resolved away from 0 keeps the number
+    m.intervals["decay_rate_tail"] = [-0.02, 0.0005]
+    assert withhold_unresolved_extrapolation(m, tags)
+    assert math.isinf(m.horizon) and math.isinf(m.horizon_1e3) and "no_extrapolation" in tags
+    assert m.intervals["horizon"] == [300.0, math.inf]
+
+
+def test_a_verdict_decided_by_one_sample_is_found_and_the_median_is_robust() -> None:
+    from gradhealth.uncertainty import few_sample_verdict
+
+    rng = np.random.default_rng(0)
+    lags = np.arange(61.0)
+    norms = 0.95**lags * rng.lognormal(0.0, 0.2, size=(32, 61))
+    norms[5] = 1.12**lags  # one sample grows to 900x its lag-0 value
+    summary = summarize_profile(norms)
+    assert summary.verdict == "exploding"
+    few = few_sample_verdict(norms, summary.verdict, summary.metrics, summary.profile.resolved)
+    assert few is not None and few.samples == [5] and few.verdict_without != "exploding"
+    assert few.share > 0.99
+    assert summarize_profile(norms, summary="median").verdict != "exploding"
+    # a verdict every sample agrees with is not flagged
+    clean = summarize_profile(norms[np.arange(32) != 5])
+    assert few_sample_verdict(norms[np.arange(32) != 5], clean.verdict, clean.metrics, clean.profile.resolved) is None
+
+
+def test_the_probe_reports_a_few_sample_verdict() -> None:
+    class OneLoudSample(torch.nn.Module):
+        """y_t = x_t + 1e-3·h_t with h_t = 1.5 h_{t-1} + x_t[:1]·[b = 0]: sample 0 alone has a growing path."""
+
+        input_size = 2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mask = torch.zeros(x.shape[0], 1, dtype=x.dtype)
+            mask[0] = 1.0
+            h = torch.zeros(x.shape[0], 1, dtype=x.dtype)
+            out = []
+            for t in range(x.shape[1]):
+                h = 1.5 * h + x[:, t, :1] * mask
+                out.append(x[:, t] + 1e-3 * h)
+            return torch.stack(out, dim=1)
+
+    report = gradhealth.audit(OneLoudSample(), seq_len=40, batch_size=16, probes="quick")
+    assert report.verdict == "exploding"
+    (finding,) = [f for f in report.findings if f.code == "GH013"]
+    assert finding.data["samples"] == [0] and finding.data["verdict_without"] != "exploding"
+    robust = gradhealth.audit(OneLoudSample(), seq_len=40, batch_size=16, probes="quick", summary="median")
+    assert robust.verdict != "exploding"
+    assert not [f for f in robust.findings if f.code == "GH013"]
+
+
+def test_a_direct_path_does_not_hide_the_recurrent_memory() -> None:
+    class SkipRecurrence(torch.nn.Module):
+        """y_t = x_t + c·h_t with h_t = ρ h_{t-1} + x_t: g(0) = 1 + c, g(k) = c ρ^k / (1 + c) for k >= 1."""
+
+        input_size = 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros_like(x[:, 0])
+            out = []
+            for t in range(x.shape[1]):
+                h = 0.99 * h + x[:, t]
+                out.append(x[:, t] + 1e-3 * h)
+            return torch.stack(out, dim=1)
+
+    report = gradhealth.audit(SkipRecurrence(), seq_len=60, batch_size=8, probes="quick")
+    m = report.metrics
+    assert m.horizon == 1.0  # normalised at lag 0: g(1) = 0.99e-3 / 1.001 < 1e-2
+    assert m.recurrent_reference_lag == 1 and m.verdict_basis == "recurrent"
+    # g normalised at lag 1 is 0.99^(k-1): 1e-2 is reached at k = 1 + 458.2, beyond K = 60: extrapolated
+    assert m.horizon_recurrent == pytest.approx(1 + math.log(1e-2) / math.log(0.99), rel=1e-9)
+    assert report.verdict == "healthy"
+    assert [f.code for f in report.findings if f.code == "GH014"] == ["GH014"]
