@@ -63,6 +63,8 @@ SAMPLES: dict[str, Sample] = {
     "summary": Sample("median", "median"),
     "interval_level": Sample("0.8", 0.8, "0.8"),
     "bootstrap_samples": Sample("50", 50, "50"),
+    "target_horizon_precision": Sample("0.05", 0.05, "0.05"),
+    "max_probe_batches": Sample("3", 3, "3"),
     "gate_decision": Sample("conservative", "conservative"),
     "fail_on": Sample("exploding", frozenset({"exploding"}), '["exploding"]'),
     "min_horizon": Sample("3", 3.0, "3"),

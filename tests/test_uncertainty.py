@@ -256,3 +256,30 @@ def test_a_direct_path_does_not_hide_the_recurrent_memory() -> None:
     assert m.horizon_recurrent == pytest.approx(1 + math.log(1e-2) / math.log(0.99), rel=1e-9)
     assert report.verdict == "healthy"
     assert [f.code for f in report.findings if f.code == "GH014"] == ["GH014"]
+
+
+def test_target_precision_adds_batches_until_the_horizon_interval_is_narrow_enough() -> None:
+    from gradhealth.probes.lag_profile import horizon_precision
+
+    model = _model(_weight())
+    one = gradhealth.audit(model, seq_len=MAX_LAG, batch_size=16, probes="quick")
+    assert one.metrics.samples == 16
+    assert horizon_precision(one.metrics) > 0.03  # 16 samples do not pin the horizon to ±3%
+    # a target the first batch meets changes nothing
+    loose = gradhealth.audit(model, seq_len=MAX_LAG, batch_size=16, probes="quick", target_horizon_precision=1.0)
+    assert loose.metrics == one.metrics
+    tight = gradhealth.audit(model, seq_len=MAX_LAG, batch_size=16, probes="quick", target_horizon_precision=0.03)
+    assert tight.metrics.samples % 16 == 0 and 16 < tight.metrics.samples <= 16 * 8
+    assert horizon_precision(tight.metrics) <= 0.03
+    assert not [f for f in tight.findings if f.code == "GH015"]
+    exact = _exact_metrics(_weight()).horizon
+    low, high = tight.metrics.horizon_ci or (0.0, 0.0)
+    assert abs(tight.metrics.horizon - exact) <= 0.06 * exact
+    assert high - low < (one.metrics.horizon_ci or (0.0, math.inf))[1] - (one.metrics.horizon_ci or (0.0, 0.0))[0]
+    # a budget too small says so
+    capped = gradhealth.audit(
+        model, seq_len=MAX_LAG, batch_size=16, probes="quick", target_horizon_precision=0.001, max_probe_batches=2
+    )
+    assert capped.metrics.samples == 32
+    (finding,) = [f for f in capped.findings if f.code == "GH015"]
+    assert finding.data["probe_batches"] == 2

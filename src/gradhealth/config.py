@@ -49,6 +49,8 @@ class AuditConfig:
         summary: ``rms`` or ``median``: how per-sample norms are summarised into the lag profile.
         interval_level: level of the intervals on the lag metrics (see :mod:`gradhealth.uncertainty`).
         bootstrap_samples: bootstrap resamples behind each interval (0: none).
+        target_horizon_precision: relative half-width of the horizon interval to reach by adding probe batches.
+        max_probe_batches: the most probe batches ``target_horizon_precision`` may use.
 
     Defaults are the settings table's (see :mod:`gradhealth.settings`).
     """
@@ -72,6 +74,8 @@ class AuditConfig:
     summary: str = _default("summary")
     interval_level: float = _default("interval_level")
     bootstrap_samples: int = _default("bootstrap_samples")
+    target_horizon_precision: float | None = _default("target_horizon_precision")
+    max_probe_batches: int = _default("max_probe_batches")
     source: str = field(default="argument", compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -50,6 +50,8 @@ def audit(
     summary: str | None = None,
     interval_level: float | None = None,
     bootstrap_samples: int | None = None,
+    target_horizon_precision: float | None = None,
+    max_probe_batches: int | None = None,
     layout: Layout | None = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
@@ -78,6 +80,9 @@ def audit(
         summary: ``rms`` or ``median``: how the per-sample norms make the lag profile [``rms``].
         interval_level: level of the interval on every headline number [0.9].
         bootstrap_samples: bootstrap resamples behind each interval; 0 computes none [200].
+        target_horizon_precision: add probe batches of ``batch_size`` until the horizon's interval is within this
+            relative half-width (0.05: ±5%) [none: one batch].
+        max_probe_batches: the most batches ``target_horizon_precision`` may use [8].
         layout: how to call the model and read its output, where gradhealth cannot tell.
 
     Returns:
@@ -112,6 +117,8 @@ def audit(
         "summary": summary,
         "interval_level": interval_level,
         "bootstrap_samples": bootstrap_samples,
+        "target_horizon_precision": target_horizon_precision,
+        "max_probe_batches": max_probe_batches,
     }
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
     return run_audit(model, config, layout)

@@ -123,6 +123,14 @@ CATALOGUE: dict[str, FindingSpec] = {
             "model remembers, and it decides the verdict.",
         ),
         FindingSpec(
+            "GH015",
+            "info",
+            "target precision not reached within the probe budget",
+            "The horizon's interval is still wider than target_horizon_precision after max_probe_batches probe "
+            "batches. Raise max_probe_batches or batch_size, accept a wider target, or raise seq_len when the "
+            "interval is unbounded (a horizon beyond K).",
+        ),
+        FindingSpec(
             "GH101",
             "error",
             "non-finite parameter gradient (NaN or Inf)",

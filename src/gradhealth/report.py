@@ -123,6 +123,7 @@ class LagMetrics:
     horizon_recurrent_reached: bool = True
     recurrent_reference_lag: int | None = None
     verdict_basis: str = "reference"
+    samples: int = 0
 
     @property
     def horizon_ci(self) -> tuple[float, float] | None:

@@ -447,6 +447,24 @@ TABLE: tuple[Setting, ...] = (
         _EVERY_FACE,
         PROBE,
     ),
+    _setting(
+        "target_horizon_precision",
+        Number(low=0.0, low_open=True, optional=True, rule="must be a relative half-width > 0, e.g. 0.05"),
+        None,
+        "add probe batches until the horizon's interval is within this relative half-width of the horizon "
+        "(e.g. 0.05 for ±5%), at most max_probe_batches",
+        _EVERY_FACE,
+        PROBE,
+        default_text="none: one batch",
+    ),
+    _setting(
+        "max_probe_batches",
+        Integer(minimum=1),
+        8,
+        "the most probe batches of batch_size samples target_horizon_precision may use",
+        _EVERY_FACE,
+        PROBE,
+    ),
     # Gates (gradhealth.gates).
     _setting(
         "fail_on",

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_horizon, format_interval, format_number
 from gradhealth.metrics import summarize_profile
@@ -26,7 +28,7 @@ from gradhealth.uncertainty import (
     withhold_unresolved_extrapolation,
 )
 
-__all__ = ["LagProfile", "LagProfileResult", "lag_norms"]
+__all__ = ["LagProfile", "LagProfileResult", "horizon_precision", "lag_norms"]
 
 
 @dataclass
@@ -36,6 +38,32 @@ class LagProfileResult:
 
     directions: list[DirectionResult]
     few_sample_verdicts: dict[str, FewSampleVerdict] = field(default_factory=dict)
+    probe_batches: int = 1
+
+
+def horizon_precision(metrics: LagMetrics) -> float:
+    """The relative half-width of the horizon's interval, (high - low) / (2 · horizon): ``inf`` when the interval
+    is unbounded or missing, 0 for a horizon of 0 (nothing to resolve)."""
+    pair = metrics.horizon_ci
+    if pair is None or not all(math.isfinite(v) for v in (*pair, metrics.horizon)):
+        return math.inf
+    return 0.0 if metrics.horizon == 0 else (pair[1] - pair[0]) / (2.0 * metrics.horizon)
+
+
+def _is_precise(d: DirectionResult, target: float) -> bool:
+    return d.verdict == "non_finite" or horizon_precision(d.metrics) <= target
+
+
+def _joined(first: LagNorms, second: LagNorms) -> LagNorms:
+    """Two batches of one direction as one: samples stacked, the coarser floor of the two."""
+    return LagNorms(
+        first.direction,
+        torch.cat([first.norms, second.norms]),
+        first.output_is_finite and second.output_is_finite,
+        max(first.floor, second.floor),
+        first.seed_scale,
+        first.flushed or second.flushed,
+    )
 
 
 def _direction_result(measured: LagNorms, ctx: ProbeContext) -> tuple[DirectionResult, FewSampleVerdict | None]:
@@ -53,6 +81,7 @@ def _direction_result(measured: LagNorms, ctx: ProbeContext) -> tuple[DirectionR
         summary=cfg.summary,
     )
     m = summary.metrics
+    m.samples = int(norms.shape[0])
     if cfg.bootstrap_samples:
         m.intervals = profile_intervals(
             norms,
@@ -90,14 +119,20 @@ class LagProfile(Probe):
     description = "per-lag gradient profile, decay rate, half-life, memory horizon and verdict"
 
     def run(self, ctx: ProbeContext) -> LagProfileResult:
-        results = []
-        outliers: dict[str, FewSampleVerdict] = {}
-        for measured in lag_norms(ctx):
-            d, few = _direction_result(measured, ctx)
-            results.append(d)
-            if few is not None:
-                outliers[d.name] = few
-        return LagProfileResult(results, outliers)
+        cfg = ctx.config
+        measured = lag_norms(ctx)
+        batches = 1
+        while True:
+            pairs = [_direction_result(m, ctx) for m in measured]
+            directions = [d for d, _ in pairs]
+            target = cfg.target_horizon_precision
+            if target is None or batches >= cfg.max_probe_batches or all(_is_precise(d, target) for d in directions):
+                break
+            more = lag_norms(ctx, f"lag_profile/batch{batches}")
+            measured = [_joined(a, b) for a, b in zip(measured, more, strict=True)]
+            batches += 1
+        outliers = {d.name: few for d, few in pairs if few is not None}
+        return LagProfileResult(directions, outliers, batches)
 
     def findings(self, result: LagProfileResult, ctx: ProbeContext) -> list[Finding]:
         found = []
@@ -105,6 +140,15 @@ class LagProfile(Probe):
             where = {"probe": self.name, "direction": d.name}
             found += [make_finding(code, message, **where, **data) for code, message, data in _verdict_finding(d, ctx)]
             found += [make_finding(code, message, **where) for code, message in _tag_findings(d, ctx)]
+            target = ctx.config.target_horizon_precision
+            if target is not None and not _is_precise(d, target):
+                message = (
+                    f"the horizon's interval {format_interval(d.metrics.horizon_ci, d.metrics.interval_level)} is "
+                    f"±{format_number(horizon_precision(d.metrics) * 100, '%')} of the horizon after "
+                    f"{result.probe_batches} probe batches (max_probe_batches), short of the target "
+                    f"±{format_number(target * 100, '%')}"
+                )
+                found.append(make_finding("GH015", message, **where, probe_batches=result.probe_batches))
             few = result.few_sample_verdicts.get(d.name)
             if few is not None:
                 found.append(make_finding("GH013", _few_sample_message(d, few), **where, **_few_sample_data(few)))
