@@ -61,6 +61,8 @@ SAMPLES: dict[str, Sample] = {
     "lyapunov_top_k": Sample("2", 2, "2"),
     "gradient_splits": Sample("2", 2, "2"),
     "summary": Sample("median", "median"),
+    "probe_vectors": Sample("2", 2, "2"),
+    "probe_mode": Sample("exact", "exact"),
     "interval_level": Sample("0.8", 0.8, "0.8"),
     "bootstrap_samples": Sample("50", 50, "50"),
     "target_horizon_precision": Sample("0.05", 0.05, "0.05"),

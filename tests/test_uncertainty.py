@@ -283,3 +283,59 @@ def test_target_precision_adds_batches_until_the_horizon_interval_is_narrow_enou
     assert capped.metrics.samples == 32
     (finding,) = [f for f in capped.findings if f.code == "GH015"]
     assert finding.data["probe_batches"] == 2
+
+
+# --- lower-variance probes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("non_normal", [False, True], ids=["symmetric", "non-normal"])
+def test_exact_mode_reproduces_the_frobenius_closed_form(non_normal: bool) -> None:
+    weight = _weight()
+    if non_normal:
+        weight = weight + np.triu(np.full((SIZE, SIZE), 0.3), k=1)  # a transient peak before the decay
+    model = reference.LinearRecurrence(SIZE, weight=torch.from_numpy(weight))
+    report = gradhealth.audit(model, seq_len=40, batch_size=2, probes="quick", probe_mode="exact")
+    frobenius = np.linalg.norm(_powers(weight, 40), axis=(1, 2))
+    np.testing.assert_allclose(report.profile.g, frobenius / frobenius[0], rtol=1e-10, atol=0)
+    exact = summarize_profile(frobenius[None, :]).metrics
+    assert report.metrics.horizon == exact.horizon
+    assert report.metrics.intervals["decay_rate"][1] - report.metrics.intervals["decay_rate"][0] < 1e-12
+
+
+def test_exact_mode_batched_backward_agrees_with_one_backward_per_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradhealth.probes import _bptt
+
+    gru = torch.nn.GRU(3, 4, batch_first=True)
+    batched = gradhealth.audit(gru, seq_len=20, batch_size=3, probes="quick", probe_mode="exact")
+    monkeypatch.setattr(_bptt, "_batched_norms", lambda *args, **kwargs: None)
+    looped = gradhealth.audit(gru, seq_len=20, batch_size=3, probes="quick", probe_mode="exact")
+    np.testing.assert_allclose(batched.profile.grad_norm, looped.profile.grad_norm, rtol=1e-12)
+
+
+def test_exact_mode_refuses_wide_outputs() -> None:
+    with pytest.raises(gradhealth.ConfigError, match="300 features per step .* use probe_vectors"):
+        gradhealth.audit(reference.LinearRecurrence(300, 0.5), seq_len=4, batch_size=1, probe_mode="exact")
+
+
+def test_probe_vectors_lower_the_variance() -> None:
+    model = _model(_weight())
+    one = gradhealth.audit(model, seq_len=MAX_LAG, batch_size=8, probes="quick", bootstrap_samples=0)
+    assert (
+        one.metrics
+        == gradhealth.audit(
+            model, seq_len=MAX_LAG, batch_size=8, probes="quick", bootstrap_samples=0, probe_vectors=1
+        ).metrics
+    )
+    exact = np.linalg.norm(_powers(_weight(), MAX_LAG), axis=(1, 2))
+    exact_g = np.log(exact / exact[0])
+    errors = {}
+    for vectors in (1, 16):
+        spread = []
+        for seed in range(4):
+            report = gradhealth.audit(
+                model, seq_len=MAX_LAG, batch_size=8, probes="quick", seed=seed, probe_vectors=vectors
+            )
+            spread.append(np.sqrt(np.mean((np.log(report.profile.g) - exact_g) ** 2)))
+        errors[vectors] = float(np.mean(spread))
+    # 16x the vectors: the error in ln g shrinks by about sqrt(16) = 4
+    assert errors[16] < errors[1] / 2

@@ -432,6 +432,23 @@ TABLE: tuple[Setting, ...] = (
         PROBE,
     ),
     _setting(
+        "probe_vectors",
+        Integer(minimum=1),
+        1,
+        "random seed vectors per probe sample: N backward passes, 1/N of the seed's variance in every norm",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "probe_mode",
+        Choice(names=("random", "exact")),
+        "random",
+        "random: gaussian seed vectors (the metric contract); exact: every basis vector of the output, giving the "
+        "Frobenius norm of each Jacobian block (one backward per output feature, at most 256)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
         "interval_level",
         Number(low=0.0, high=1.0, low_open=True, high_open=True),
         0.9,
