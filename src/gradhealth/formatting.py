@@ -35,6 +35,7 @@ __all__ = [
 VERDICT_STYLES = {
     "healthy": "green",
     "inconclusive": "magenta",
+    "finite_memory": "cyan",
     "vanishing": "yellow",
     "exploding": "red",
     "non_finite": "bold red",
@@ -45,6 +46,7 @@ VERDICT_STYLES = {
 VERDICT_COLORS = {
     "healthy": ("#1a7f37", "#dafbe1"),
     "inconclusive": ("#6e40c9", "#fbefff"),
+    "finite_memory": ("#0550ae", "#ddf4ff"),
     "vanishing": ("#9a6700", "#fff8c5"),
     "exploding": ("#bc4c00", "#fff1e5"),
     "non_finite": ("#82071e", "#ffebe9"),
@@ -183,6 +185,9 @@ def format_report(report: Report) -> str:
         f"({format_number(model.get('parameters'))} parameters), K = {cfg.get('seq_len')}"
     )
     lines = [head]
+    output = model.get("output")
+    if output not in (None, "sequence"):
+        lines.append(f"output: {output} (the loss sits on it; lags count back from the last input step)")
     if len(report.directions) > 1:
         lines.append(f"verdict: {report.verdict.upper()} (worst of {len(report.directions)} directions)")
         for result in report.directions:

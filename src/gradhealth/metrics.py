@@ -17,7 +17,8 @@ number of the metric contract (docs/metrics.md):
   resolved away from 0): otherwise it is ``inf``, "not reached within K", tagged no_extrapolation. If the
   profile drops below the resolution floor while still above ε, the horizon is *censored*: a lower bound;
 - verdict: non_finite if any gradient is NaN/Inf; else exploding if max g >= 100; else inconclusive if the
-  horizon is censored short of K; else vanishing if the horizon is reached within K; else healthy;
+  horizon is censored short of K; else finite_memory if the model is not a recurrence and the profile is cut
+  off by exact zeros (a finite receptive field); else vanishing if the horizon is reached within K; else healthy;
 - a direct input-to-output path (g falls 10x or more in the first step, then decays at least 10x more slowly:
   a skip connection, a state-space model's D term) hides the recurrent memory behind a lag-0 horizon of 1: the
   recurrent path's horizon (``horizon_recurrent``, g normalised at the first lag after the direct path,
@@ -278,6 +279,7 @@ def summarize_profile(
     eps_secondary: float = 1e-3,
     explode_threshold: float = 100.0,
     output_is_finite: bool = True,
+    recurrent: bool = True,
     summary: str = "rms",
 ) -> ProfileSummary:
     """Compute the profile, metrics, verdict and tags from per-sample norms ``[B, K + 1]``.
@@ -291,6 +293,9 @@ def summarize_profile(
         eps_secondary: second horizon threshold.
         explode_threshold: g(k) at or above this is exploding.
         output_is_finite: False if the model's output at the loss step was NaN/Inf.
+        recurrent: False when the model is known not to be a recurrence (attention, convolution, per-step
+            layers): a profile cut off by exact zeros is then a finite receptive field (verdict
+            ``finite_memory``), not a vanishing product of Jacobians.
         summary: ``"rms"`` (G is the root mean square over samples) or ``"median"`` (robust to outliers).
 
     Raises:
@@ -366,6 +371,9 @@ def summarize_profile(
         verdict = "vanishing"
     else:
         verdict = "healthy"
+    structural_cutoff = positive.any() and bool(np.any(resolved[last_positive:] & (big_g[last_positive:] == 0)))
+    if verdict == "vanishing" and structural_cutoff and not recurrent:
+        verdict = "finite_memory"
     assert verdict in VERDICT_SEVERITY
 
     tags: list[str] = []
@@ -376,7 +384,7 @@ def summarize_profile(
         tags.append("non_exponential")
     if rate_tail is not None and abs(rate_tail) * max_lag < math.log(2):
         tags.append("neutral")
-    if positive.any() and np.any(resolved[last_positive:] & (big_g[last_positive:] == 0)):
+    if structural_cutoff:
         tags.append("finite_memory")
     if np.any(finite & ~resolved):
         tags.append("unresolved_tail")

@@ -37,7 +37,7 @@ READABLE_SCHEMA_VERSIONS = (1, 2)
 
 #: Verdicts from best to worst. ``inconclusive``: the probe dtype could not resolve the profile down to ε
 #: within K (the horizon is censored), so neither healthy nor vanishing can be told.
-VERDICTS = ("healthy", "inconclusive", "vanishing", "exploding", "non_finite")
+VERDICTS = ("healthy", "inconclusive", "finite_memory", "vanishing", "exploding", "non_finite")
 VERDICT_SEVERITY = {name: rank for rank, name in enumerate(VERDICTS)}
 
 #: The gates that decide on a metric with an interval: ``{gate: (metric, passes when the metric is at least the
@@ -218,7 +218,8 @@ class Report:
     """The result of one audit.
 
     Attributes:
-        verdict: ``healthy``, ``vanishing``, ``exploding`` or ``non_finite``; the worst over directions.
+        verdict: ``healthy``, ``inconclusive``, ``finite_memory``, ``vanishing``, ``exploding`` or
+            ``non_finite``; the worst over directions.
         metrics: lag metrics of the deciding direction (``primary_direction``).
         profile: lag profile of the deciding direction.
         tags: tags of the deciding direction.

@@ -78,6 +78,7 @@ def _direction_result(measured: LagNorms, ctx: ProbeContext) -> tuple[DirectionR
         eps_secondary=cfg.eps_secondary,
         explode_threshold=cfg.explode_threshold,
         output_is_finite=measured.output_is_finite,
+        recurrent=ctx.adapter.architecture in ("recurrent", "unknown"),
         summary=cfg.summary,
     )
     m = summary.metrics
@@ -184,6 +185,16 @@ def _verdict_finding(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, s
             "input-to-output path, see GH014)"
         )
         return [("GH001", message, {"horizon_recurrent": m.horizon_recurrent, "half_life": m.half_life})]
+    if d.verdict == "finite_memory":
+        span = int(m.max_lag if m.horizon == math.inf else m.horizon)
+        message = (
+            f"the gradient is exactly 0 beyond lag {_last_positive_lag(d)}: the output of this "
+            f"{ctx.adapter.architecture} model depends only on the last {span} inputs (a finite receptive field, "
+            f"short of K = {cfg.seq_len}; nothing vanishes through time)"
+        )
+        return [("GH020", message, {"horizon": m.horizon, "architecture": ctx.adapter.architecture})]
+    if d.verdict == "vanishing" and ctx.adapter.architecture == "attention":
+        return []  # GH021 says what a short attention profile means; GH001's advice is for recurrences
     if d.verdict == "vanishing" and "no_gradient" not in d.tags:
         message = (
             f"gradient falls below {cfg.eps:g} of {_reference(m)} after {format_number(m.horizon)} steps, "
@@ -238,6 +249,16 @@ def _tag_findings(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str]
             f"verdict {d.verdict} is decided by the recurrent path"
         )
         found.append(("GH014", message))
+    if ctx.adapter.architecture == "attention":
+        message = (
+            "the model reaches past inputs through attention, not a recurrent state: g(k) measures how much the "
+            "output at the last step draws on lag k for these inputs, not a product of Jacobians through time"
+        )
+        if d.verdict == "vanishing":
+            message += f"; it falls below {ctx.config.eps:g} after {format_number(m.horizon)} steps"
+        elif not m.horizon_reached and m.horizon != math.inf:
+            message += "; the extrapolated horizon assumes a decay that attention does not have"
+        found.append(("GH021", message))
     return found
 
 
@@ -256,3 +277,8 @@ def _few_sample_message(d: DirectionResult, few: FewSampleVerdict) -> str:
 
 def _few_sample_data(few: FewSampleVerdict) -> dict[str, Any]:
     return {"samples": few.samples, "verdict_without": few.verdict_without, "share": few.share, "lag": few.lag}
+
+
+def _last_positive_lag(d: DirectionResult) -> int:
+    g = d.profile.g
+    return max((k for k, v in enumerate(g) if v is not None and v > 0), default=0)
