@@ -339,3 +339,16 @@ def test_probe_vectors_lower_the_variance() -> None:
         errors[vectors] = float(np.mean(spread))
     # 16x the vectors: the error in ln g shrinks by about sqrt(16) = 4
     assert errors[16] < errors[1] / 2
+
+
+def test_a_version_1_report_reads_back_without_intervals() -> None:
+    import json
+
+    report = gradhealth.audit(reference.LinearRecurrence(2), seq_len=8, batch_size=2, probes="quick")
+    data = json.loads(report.to_json())
+    data["schema_version"] = 1
+    for key in ("intervals", "interval_level", "horizon_recurrent", "verdict_basis", "samples"):
+        del data["metrics"][key]
+    old = gradhealth.Report.from_json(json.dumps(data))
+    assert old.metrics.horizon == report.metrics.horizon
+    assert old.metrics.horizon_ci is None and not old.is_borderline("min_horizon", 5)
