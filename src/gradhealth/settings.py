@@ -469,7 +469,7 @@ TABLE: tuple[Setting, ...] = (
         Number(low=0.0, low_open=True, optional=True, rule="must be a relative half-width > 0, e.g. 0.05"),
         None,
         "add probe batches until the horizon's interval is within this relative half-width of the horizon "
-        "(e.g. 0.05 for ±5%), at most max_probe_batches",
+        "(e.g. 0.05 for 5 percent either side), at most max_probe_batches",
         _EVERY_FACE,
         PROBE,
         default_text="none: one batch",
