@@ -352,3 +352,11 @@ def test_a_version_1_report_reads_back_without_intervals() -> None:
     old = gradhealth.Report.from_json(json.dumps(data))
     assert old.metrics.horizon == report.metrics.horizon
     assert old.metrics.horizon_ci is None and not old.is_borderline("min_horizon", 5)
+
+
+def test_target_precision_never_counts_the_users_own_inputs_twice() -> None:
+    data = torch.randn(6, 41, SIZE, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    report = gradhealth.audit(_model(_weight()), inputs=data, seq_len=20, probes="quick", target_horizon_precision=1e-4)
+    assert report.metrics.samples == 6
+    (finding,) = [f for f in report.findings if f.code == "GH015"]
+    assert "give it more sequences" in finding.message

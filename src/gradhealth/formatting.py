@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gradhealth.report import DirectionResult, Report
+    from gradhealth.report import DirectionResult, InputInfo, Report
 
 __all__ = [
     "VERDICT_COLORS",
     "VERDICT_STYLES",
     "format_horizon",
+    "format_inputs",
     "format_interval",
     "format_number",
     "format_report",
@@ -205,4 +206,13 @@ def format_report(report: Report) -> str:
         f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed") if k in cfg
     )
     lines.append(f"settings: {settings}")
+    if report.inputs is not None:
+        lines.append(f"inputs: {format_inputs(report.inputs)}")
     return "\n".join(lines)
+
+
+def format_inputs(info: InputInfo) -> str:
+    """Where the probe inputs came from: ``val.npy (float32 [32, 41, 2] features, sha256 d68e658de6b166fa)``."""
+    shape = "[" + ", ".join(str(n) for n in info.shape) + "]"
+    kind = info.kind.replace("_", " ")
+    return f"{info.source} ({info.dtype} {shape} {kind}, sha256 {info.sha256})"

@@ -21,6 +21,7 @@ from gradhealth.metrics import summarize_profile
 from gradhealth.probes._bptt import LagNorms, input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import DirectionResult, Finding, LagMetrics
+from gradhealth.tasks.data import DataTask
 from gradhealth.uncertainty import (
     FewSampleVerdict,
     few_sample_verdict,
@@ -129,6 +130,8 @@ class LagProfile(Probe):
             target = cfg.target_horizon_precision
             if target is None or batches >= cfg.max_probe_batches or all(_is_precise(d, target) for d in directions):
                 break
+            if cfg.task == DataTask.name:
+                break  # the user's sequences are all there is: another batch would count them twice
             more = lag_norms(ctx, f"lag_profile/batch{batches}")
             measured = [_joined(a, b) for a, b in zip(measured, more, strict=True)]
             batches += 1
@@ -149,6 +152,8 @@ class LagProfile(Probe):
                     f"{result.probe_batches} probe batches (max_probe_batches), short of the target "
                     f"±{format_number(target * 100, '%')}"
                 )
+                if ctx.config.task == DataTask.name:
+                    message += "; the audit does not add batches to the user's own inputs: give it more sequences"
                 found.append(make_finding("GH015", message, **where, probe_batches=result.probe_batches))
             few = result.few_sample_verdicts.get(d.name)
             if few is not None:
