@@ -297,8 +297,10 @@ def run_layer(
                 state = state if isinstance(state, tuple) else state.requires_grad_(True)
             run = LayerRun(w, seq, state, [])
             projected = w.project(seq)  # one matrix product for all steps instead of one per step
-            for t in range(seq.shape[1]):
-                state, gates = w.step_with_gates(seq[:, t], state, projected[:, t])
+            # unbound once: indexing [:, t] per step makes each step's backward write a whole-sequence zero tensor
+            steps = zip(seq.unbind(1), projected.unbind(1), strict=True)
+            for t, (x_t, projected_t) in enumerate(steps):
+                state, gates = w.step_with_gates(x_t, state, projected_t)
                 run.states.append(state)
                 if observe is not None:
                     observe(w, t, gates)

@@ -87,9 +87,8 @@ def lyapunov_exponents(
     with warnings.catch_warnings():
         # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
-        for t in range(inputs.shape[1]):
-            s = states[:, t]
-            step_t = functools.partial(_step_at, step, inputs[:, t])
+        for t, (x_t, s) in enumerate(zip(inputs.unbind(1), states.unbind(1), strict=True)):
+            step_t = functools.partial(_step_at, step, x_t)
             cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
             q, r = _qr(torch.stack(cols, dim=-1))
             if t >= burn_in:
@@ -154,9 +153,9 @@ class Lyapunov(Probe):
         inputs = ctx.make_batch(self.name).inputs
         state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
         before = []
-        for t in range(inputs.shape[1]):
+        for x_t in inputs.unbind(1):
             before.append(state)
-            state = model.step(inputs[:, t], state)[1]
+            state = model.step(x_t, state)[1]
         if not all(isinstance(p, torch.Tensor) and p.dim() >= 2 for s in before[1:] for p in _parts(s)):
             return [], [f"the step's state is {type(state).__name__}, not batched tensors [B, ...]; not measured"]
         like = before[1]

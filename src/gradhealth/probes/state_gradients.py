@@ -169,8 +169,8 @@ class StateGradients(Probe):
         with input_gradients_only(ctx.module), torch.enable_grad(), saved:
             state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
             states, y = [], None
-            for t in range(inputs.shape[1]):
-                y, state = model.step(inputs[:, t], state)
+            for t, x_t in enumerate(inputs.unbind(1)):  # unbound once, as the adapters do
+                y, state = model.step(x_t, state)
                 parts = _parts(state)
                 if not all(isinstance(p, torch.Tensor) and p.dim() >= 1 for p in parts):
                     return StateGradientsResult([], [f"the step's state is {type(state).__name__}, not tensors"])
