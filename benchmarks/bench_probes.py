@@ -28,6 +28,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -176,9 +177,9 @@ def print_table(
     for tree in trees:
         print(f"-- {tree}:")
         for kind in ("cell", "unrolled"):
-            ts = [sec.get((f"{kind}-{k}", tree)) for k in LADDER]
-            if all(t is not None for t in ts):
-                growth = ", ".join(f"{b / a:.2f}x" for a, b in zip(ts, ts[1:], strict=False))  # type: ignore[operator]
+            if all((f"{kind}-{k}", tree) in sec for k in LADDER):
+                ts = [sec[f"{kind}-{k}", tree] for k in LADDER]
+                growth = ", ".join(f"{b / a:.2f}x" for a, b in itertools.pairwise(ts))
                 print(f"   {kind}: time per 4x of K: {growth} (target <= 4.5x)")
         base = mem.get(("import", tree))
         if base is not None and ("plain", tree) in mem:
@@ -192,7 +193,7 @@ def print_table(
         if ("long-65536", tree) in sec:
             per = [sec[f"long-{k}", tree] / k * 1e6 for k in (1024, 65536)]
             peak = mem["long-65536", tree]
-            print(f"   long K: {per[0]:.0f} us/step at K = 1024, {per[1]:.0f} us/step at K = 65,536 ({peak:.0f} MB peak)")
+            print(f"   long K: {per[0]:.0f} us/step at K = 1024, {per[1]:.0f} us/step at K = 65536, peak {peak:.0f} MB")
 
 
 if __name__ == "__main__":

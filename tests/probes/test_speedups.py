@@ -13,7 +13,8 @@ from torch import nn
 
 import gradhealth
 from gradhealth.probes._bptt import input_gradient_norms
-from gradhealth.probes._recurrent import LayerRun, driven_runs
+from gradhealth.probes._recurrent import LayerRun, driven_runs, flatten_state, unflatten_state
+from gradhealth.probes.lyapunov import lyapunov_exponents
 from gradhealth.probes.state_gradients import StateGradients, runs_state_norms
 from gradhealth.reference import random_orthogonal
 
@@ -177,3 +178,25 @@ def test_state_gradients_probe_profiles_every_layer_from_one_pass() -> None:
     for profile, norms in zip(result.profiles, expected, strict=True):
         rms = norms.square().mean(0).sqrt()
         torch.testing.assert_close(torch.tensor(profile.ratio, dtype=torch.float64), rms / rms[0], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize(
+    "module", [nn.LSTM(3, 5, num_layers=2, batch_first=True), nn.GRU(3, 4, bidirectional=True)], ids=["lstm", "gru"]
+)
+def test_lyapunov_tangents_through_one_pass_equal_one_pass_per_tangent(module: nn.Module) -> None:
+    ctx = probe_context(module, seq_len=10, burn_in=5, batch_size=3)
+    (found, _) = driven_runs(ctx, "s")
+    ((_, runs),) = found
+    for run in runs:
+        w, like = run.weights, run.initial
+
+        def step(x: torch.Tensor, s: torch.Tensor, w: Any = w, like: Any = like) -> torch.Tensor:
+            shapes = [tuple(s.shape[:1]) + tuple(p.shape[1:]) for p in (like if isinstance(like, tuple) else [like])]
+            return flatten_state(w.step(x, unflatten_state(s, shapes, like)))[0]
+
+        states = torch.stack([flatten_state(s)[0] for s in [run.initial, *run.states[:-1]]], dim=1)
+        n = states.shape[-1]
+        frame = torch.linalg.qr(ctx.randn("frame", (3, n, 3), like=states))[0]
+        one_pass = lyapunov_exponents(step, run.inputs, states, frame, 5, is_rowwise=True)
+        per_tangent = lyapunov_exponents(step, run.inputs, states, frame, 5, is_rowwise=False)
+        torch.testing.assert_close(one_pass, per_tangent, rtol=1e-10, atol=1e-12)
