@@ -140,7 +140,8 @@ class StateGradients(Probe):
             return self._run_unrolled(ctx)
         saved = SavedDenormals()
         with saved:
-            found, notes = driven_runs(ctx, self.name, track_states=True)
+            # the profile reaches K lags back from the last step: the burn-in needs no graph
+            found, notes = driven_runs(ctx, self.name, track_states=True, graph_from=ctx.config.effective_burn_in)
         flush = not saved.found
         profiles = []
         with torch.enable_grad():
