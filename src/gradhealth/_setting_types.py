@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 __all__ = [
     "Boolean",
     "Choice",
+    "DataFileSpec",
     "FactorySpec",
     "FilePath",
     "HorizonDropText",
@@ -253,6 +254,13 @@ class Text(ValueType):
         if not isinstance(value, str) or not value.strip():
             raise InvalidValueError("must be a non-empty string")
         return value.strip()
+
+
+class DataFileSpec(Text):
+    """A data file, optionally with the name of one array in it: ``FILE[:KEY]`` (not opened here)."""
+
+    __slots__ = ()
+    metavar: ClassVar[str] = "FILE[:KEY]"
 
 
 class FilePath(ValueType):

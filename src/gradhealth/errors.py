@@ -14,6 +14,7 @@ __all__ = [
     "GradhealthError",
     "ModelCallError",
     "PluginError",
+    "ProbeError",
     "UnsafeCheckpointError",
 ]
 
@@ -71,4 +72,12 @@ class PluginError(GradhealthError, RuntimeError):
     def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
         self.plugin = plugin
         self.hook = hook
+        super().__init__(message)
+
+
+class ProbeError(GradhealthError, RuntimeError):
+    """A probe failed on a model in a way gradhealth did not foresee; the message names the probe and the model."""
+
+    def __init__(self, message: str, *, probe: str | None = None) -> None:
+        self.probe = probe
         super().__init__(message)

@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gradhealth.report import DirectionResult, Report
+    from gradhealth.report import DirectionResult, InputInfo, Report
 
 __all__ = [
     "VERDICT_COLORS",
     "VERDICT_STYLES",
     "format_horizon",
+    "format_inputs",
     "format_number",
     "format_report",
     "model_label",
@@ -31,6 +32,7 @@ __all__ = [
 VERDICT_STYLES = {
     "healthy": "green",
     "inconclusive": "magenta",
+    "finite_memory": "cyan",
     "vanishing": "yellow",
     "exploding": "red",
     "non_finite": "bold red",
@@ -41,6 +43,7 @@ VERDICT_STYLES = {
 VERDICT_COLORS = {
     "healthy": ("#1a7f37", "#dafbe1"),
     "inconclusive": ("#6e40c9", "#fbefff"),
+    "finite_memory": ("#0550ae", "#ddf4ff"),
     "vanishing": ("#9a6700", "#fff8c5"),
     "exploding": ("#bc4c00", "#fff1e5"),
     "non_finite": ("#82071e", "#ffebe9"),
@@ -158,6 +161,9 @@ def format_report(report: Report) -> str:
         f"({format_number(model.get('parameters'))} parameters), K = {cfg.get('seq_len')}"
     )
     lines = [head]
+    output = model.get("output")
+    if output not in (None, "sequence"):
+        lines.append(f"output: {output} (the loss sits on it; lags count back from the last input step)")
     if len(report.directions) > 1:
         lines.append(f"verdict: {report.verdict.upper()} (worst of {len(report.directions)} directions)")
         for result in report.directions:
@@ -175,4 +181,13 @@ def format_report(report: Report) -> str:
         f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed") if k in cfg
     )
     lines.append(f"settings: {settings}")
+    if report.inputs is not None:
+        lines.append(f"inputs: {format_inputs(report.inputs)}")
     return "\n".join(lines)
+
+
+def format_inputs(info: InputInfo) -> str:
+    """Where the probe inputs came from: ``val.npy (float32 [32, 41, 2] features, sha256 d68e658de6b166fa)``."""
+    shape = "[" + ", ".join(str(n) for n in info.shape) + "]"
+    kind = info.kind.replace("_", " ")
+    return f"{info.source} ({info.dtype} {shape} {kind}, sha256 {info.sha256})"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.metrics import linear_fit
 from gradhealth.probes._bptt import input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
@@ -46,7 +47,8 @@ class LengthScanResult:
         growth_r2: R² of that fit.
         total_growth_rate: the same for N_total.
         first_nonfinite_length: the first length with a NaN/Inf gradient, or ``None``.
-        stopped: ``complete``, ``non_finite`` or ``underflow``.
+        stopped: ``complete``, ``non_finite``, ``underflow``, or ``data_length`` (the user's sequences are shorter
+            than the next length).
     """
 
     points: list[LengthPoint]
@@ -74,7 +76,11 @@ class LengthScan(Probe):
         points: list[LengthPoint] = []
         floors: list[float] = []
         stopped = "complete"
+        longest = getattr(ctx.task, "max_len", None)  # the user's sequences cannot be lengthened
         for length in self.ladder or ctx.config.length_scan_lengths:
+            if longest is not None and length > longest:
+                stopped = "data_length"
+                break
             point, floor = self._measure(ctx, length)
             points.append(point)
             floors.append(floor)
@@ -113,7 +119,8 @@ class LengthScan(Probe):
             gain = usable[-1].first_input_norm / usable[0].first_input_norm
             if gain >= ctx.config.explode_threshold:
                 message = (
-                    f"∂L/∂x_0 grows as e^({result.growth_rate:.3g} T): {gain:.3g}x from T = {usable[0].length} to "
+                    f"∂L/∂x_0 grows as e^({format_number(result.growth_rate)} T): {format_number(gain)}x from T = "
+                    f"{usable[0].length} to "
                     f"T = {usable[-1].length}"
                 )
                 found.append(make_finding("GH401", message, probe=self.name, growth_rate=result.growth_rate, gain=gain))

@@ -25,6 +25,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import (
     driven_runs,
     find_recurrent_layers,
@@ -83,7 +84,7 @@ def lyapunov_exponents(
             vectors can ride as k copies of the batch through ONE forward-mode pass instead of k passes.
 
     Returns:
-        ``[k]`` exponents, largest first (float64).
+        ``[k]`` exponents, largest first (float64); all NaN when the trajectory or its Jacobians are not finite.
     """
     q = frame
     total = torch.zeros(frame.shape[-1], dtype=torch.float64)
@@ -92,7 +93,11 @@ def lyapunov_exponents(
         # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
         for t, (x_t, s) in enumerate(zip(inputs.unbind(1), states.unbind(1), strict=True)):
-            q, r = _qr(_frame_image(step, x_t, s, q, is_rowwise=is_rowwise))
+            columns = _frame_image(step, x_t, s, q, is_rowwise=is_rowwise)
+            if not bool(torch.isfinite(columns).all()):
+                # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
+                return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
+            q, r = _qr(columns)
             if t >= burn_in:
                 diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
                 total += torch.log(diag).mean(0).cpu()
@@ -160,8 +165,9 @@ class Lyapunov(Probe):
                             ctx, w.name, direction, flat_step, run.inputs, states, burn_in, is_rowwise=True
                         )
                         layers.append(entry)
-        top = max((entry.exponents[0] for entry in layers if entry.exponents), default=None)
-        timescale = (-1 / top if top < 0 else math.inf) if top is not None else None
+        tops = [entry.exponents[0] for entry in layers if entry.exponents]
+        top = math.nan if any(math.isnan(t) for t in tops) else max(tops, default=None)
+        timescale = _timescale(top)
         k = max((len(entry.exponents) for entry in layers), default=0)
         return LyapunovResult(layers, top, timescale, k, notes)
 
@@ -210,16 +216,27 @@ class Lyapunov(Probe):
     def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
         found = []
         for entry in result.layers:
-            if entry.exponents and entry.exponents[0] > 0:
+            if entry.exponents and math.isnan(entry.exponents[0]):
+                message = f"{entry.layer} ({entry.direction}): the state trajectory or its Jacobians hold NaN or Inf"
+                found.append(
+                    make_finding("GH204", message, probe=self.name, direction=entry.direction, layer=entry.layer)
+                )
+            elif entry.exponents and entry.exponents[0] > 0:
                 message = (
-                    f"{entry.layer}: top Lyapunov exponent λ1 = {entry.exponents[0]:.3g} per step > 0: nearby "
-                    f"trajectories separate by e^{entry.exponents[0]:.3g} per step"
+                    f"{entry.layer}: top Lyapunov exponent λ1 = {format_number(entry.exponents[0])} per step > 0: "
+                    f"nearby trajectories separate by e^{format_number(entry.exponents[0])} per step"
                 )
                 found.append(
                     make_finding("GH203", message, probe=self.name, direction=entry.direction, layer=entry.layer,
                                  exponent=entry.exponents[0])
                 )  # fmt: skip
         return found
+
+
+def _timescale(top: float | None) -> float | None:
+    if top is None or math.isnan(top):
+        return None if top is None else math.nan
+    return -1 / top if top < 0 else math.inf
 
 
 #: dtypes torch.linalg.qr has no kernel for ("geqrf_cpu" not implemented for 'Half').

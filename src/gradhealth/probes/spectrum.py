@@ -21,6 +21,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import LayerWeights, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
@@ -56,6 +57,8 @@ class MatrixSpectrum:
         eigenvalues: the eigenvalues as ``[re, im]`` pairs, largest magnitude first, at most
             :data:`MAX_EIGENVALUES` of them (``None`` unless square).
         eigenvalues_truncated: only the largest :data:`MAX_EIGENVALUES` of more eigenvalues are kept.
+        is_finite: every entry is finite; otherwise σ_max and the spectral radius are NaN and no eigenvalue is
+            computed (finding GH204).
     """
 
     name: str
@@ -64,6 +67,7 @@ class MatrixSpectrum:
     spectral_radius: float | None
     eigenvalues: list[list[float]] | None = None
     eigenvalues_truncated: bool = False
+    is_finite: bool = True
 
 
 @dataclass
@@ -110,6 +114,10 @@ MAX_EIGENVALUES = 1024
 def matrix_spectrum(name: str, weight: torch.Tensor) -> MatrixSpectrum:
     """σ_max (float64), and for a square ``weight`` its spectral radius and eigenvalues (one decomposition)."""
     w = weight.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(w).all()):
+        # LAPACK refuses (or prints errors for) NaN/Inf input; the matrix has no meaningful spectrum anyway.
+        square = w.shape[0] == w.shape[1]
+        return MatrixSpectrum(name, list(w.shape), math.nan, math.nan if square else None, is_finite=False)
     sigma = float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
     result = MatrixSpectrum(name, list(w.shape), sigma, None)
     if w.shape[0] == w.shape[1] and w.numel():
@@ -159,7 +167,7 @@ def layer_spectrum(w: LayerWeights) -> LayerSpectrum:
         result.blocks = [matrix_spectrum(f"W_hh[{g}]", b) for g, b in w.blocks(w.w_hh).items()]
     if w.w_hr is not None:
         result.projection = matrix_spectrum("W_hr", w.w_hr)
-    if w.kind in ("RNN_TANH", "RNN_RELU"):
+    if w.kind in ("RNN_TANH", "RNN_RELU") and result.recurrent.is_finite:
         result.gamma = GAMMA["relu" if w.kind == "RNN_RELU" else "tanh"]
         result.pascanu_bound = result.gamma * result.recurrent.sigma_max
         result.vanishing_guaranteed = result.pascanu_bound < 1
@@ -185,6 +193,10 @@ class Spectrum(Probe):
     def findings(self, result: SpectrumResult, ctx: ProbeContext) -> list[Finding]:
         found = []
         for layer in result.layers:
+            broken = [m.name for m in (layer.recurrent, *layer.blocks, layer.projection) if m and not m.is_finite]
+            if broken:
+                message = f"{layer.layer}: {', '.join(broken)} hold NaN or Inf entries; no spectrum computed"
+                found.append(make_finding("GH204", message, probe=self.name, layer=layer.layer, matrices=broken))
             if layer.pascanu_bound is None or layer.gamma is None:
                 continue
             data: dict[str, Any] = {
@@ -194,14 +206,14 @@ class Spectrum(Probe):
             }
             if layer.pascanu_bound >= AMPLIFY_MARGIN:
                 message = (
-                    f"{layer.layer}: σ_max(W_hh) = {layer.recurrent.sigma_max:.3g}, so one step can multiply a "
-                    f"gradient by up to γ·σ_max = {layer.pascanu_bound:.3g}"
+                    f"{layer.layer}: σ_max(W_hh) = {format_number(layer.recurrent.sigma_max)}, so one step can "
+                    f"multiply a gradient by up to γ·σ_max = {format_number(layer.pascanu_bound)}"
                 )
                 found.append(make_finding("GH201", message, probe=self.name, **data))
             elif layer.vanishing_guaranteed:
                 message = (
-                    f"{layer.layer}: γ·σ_max(W_hh) = {layer.pascanu_bound:.3g} < 1, so every gradient path shrinks "
-                    f"at least that much per step"
+                    f"{layer.layer}: γ·σ_max(W_hh) = {format_number(layer.pascanu_bound)} < 1, so every "
+                    f"gradient path shrinks at least that much per step"
                 )
                 found.append(make_finding("GH202", message, probe=self.name, **data))
         return found

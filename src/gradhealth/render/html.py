@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from html import escape
+from dataclasses import asdict, dataclass, field
+from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
 from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number
+from gradhealth.render.escape import printable
 from gradhealth.render.text import sparkline
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ figcaption { color: #59636e; font-size: 0.85rem; }
 .note { color: #59636e; font-style: italic; }
 footer { color: #59636e; font-size: 0.8rem; margin-top: 40px; }
 """
+
+
+def escape(text: str) -> str:
+    """HTML-escape untrusted text (names come from files), with its control characters written out."""
+    return _html_escape(printable(text))
 
 
 @dataclass
@@ -168,6 +174,12 @@ def verdict_sentence(result: DirectionResult | Report, seq_len: int | None, eps:
             f"The gradient drops below what the probe dtype resolves while still above ε = {eps:g}: the horizon is "
             f"at least {format_number(m.horizon)} steps, which cannot tell healthy from vanishing at {k}."
         )
+    if result.verdict == "finite_memory":
+        return (
+            f"The gradient is exactly zero beyond the model's receptive field: the output depends only on the last "
+            f"{format_number(m.horizon)} inputs, short of {k}. That is the architecture's finite memory, not a "
+            f"vanishing gradient."
+        )
     if result.verdict == "vanishing":
         return (
             f"The gradient falls below ε = {eps:g} of its lag-0 size after {format_number(m.horizon)} steps, short of "
@@ -236,7 +248,7 @@ def _headline(entries: list[_Entry]) -> str:
     for e in entries:
         key = e.report.verdict if e.report is not None else "error"
         counts[key] = counts.get(key, 0) + 1
-    order = ["non_finite", "exploding", "vanishing", "healthy", "error"]
+    order = ["non_finite", "exploding", "vanishing", "finite_memory", "inconclusive", "healthy", "error"]
     return "Verdicts: " + " ".join(f"{_badge(v)} × {counts[v]}" for v in order if v in counts)
 
 
@@ -317,6 +329,8 @@ def _settings(report: Report) -> str:
         return f"<table><tbody>{rows}</tbody></table>"
 
     parts = ["<h3>Settings</h3>", table(report.config), "<h3>Model</h3>", table(report.model)]
+    if report.inputs is not None:
+        parts += ["<h3>Probe inputs</h3>", table(asdict(report.inputs))]
     if report.skipped_probes:
         parts += ["<h3>Probes not run</h3>", table(report.skipped_probes)]
     return "".join(parts)

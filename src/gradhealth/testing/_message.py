@@ -86,6 +86,11 @@ def _verdict_reason(result: DirectionResult, config: dict[str, Any]) -> str:
         return (
             f"horizon@{eps:g} = {format_number(m.horizon)} steps <= K = {k}: the gradient fades before the dependency"
         )
+    if result.verdict == "finite_memory":
+        return (
+            f"horizon@{eps:g} = {format_number(m.horizon)} steps <= K = {k}: the gradient is exactly 0 beyond the "
+            "model's receptive field (finite memory, not vanishing)"
+        )
     if result.verdict == "exploding":
         limit = format_number(config.get("explode_threshold", 100.0))
         first = f"first at lag {m.first_explode_lag}"
@@ -120,11 +125,17 @@ def reproduce_call(report: Report) -> str:
     """
     from gradhealth.settings import API, PROBE, carried_by
 
-    args = [f"{key}={report.config[key]!r}" for key in _REPRODUCE_KEYS if key in report.config]
+    skipped = ("task", "input_scale") if report.inputs is not None else ()  # the data is the probe
+    args = [f"{key}={report.config[key]!r}" for key in _REPRODUCE_KEYS if key in report.config and key not in skipped]
     for setting in carried_by(API, PROBE):
         value = report.config.get(setting.name)
         if value is not None and setting.type.parse(value) != setting.default:
             args.append(f"{setting.name}={value!r}")
+    if report.inputs is not None:
+        from gradhealth.formatting import format_inputs
+
+        args.append("inputs=INPUTS")
+        return f"gradhealth.audit(model, {', '.join(args)})\n  with INPUTS = {format_inputs(report.inputs)}"
     return f"gradhealth.audit(model, {', '.join(args)})"
 
 
