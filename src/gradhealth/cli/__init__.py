@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "gradhealth.cli.inspect",
     "gradhealth.cli.compare",
     "gradhealth.cli.demo",
+    "gradhealth.cli.history",
     "gradhealth.cli.plugins",
 )
 
