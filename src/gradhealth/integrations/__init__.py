@@ -2,5 +2,5 @@
 gradhealth's core never imports a framework.
 
 - :mod:`gradhealth.integrations.lightning`: :class:`~gradhealth.integrations.lightning.GradhealthCallback`
-  (``pip install gradhealth[lightning]``).
+  (the ``lightning`` extra).
 """

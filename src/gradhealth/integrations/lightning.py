@@ -3,7 +3,7 @@
 It runs a :class:`gradhealth.monitor.Monitor` over the LightningModule (or a submodule of it) and sends each audit's
 scalars through the trainer's own loggers (TensorBoard, CSV, W&B... whatever ``Trainer(logger=...)`` holds), at the
 trainer's global step. Audits run on the global-rank-zero process only, after every ``every``-th optimiser step.
-Like the monitor, it never changes the training run. Needs ``lightning`` (``pip install gradhealth[lightning]``)::
+Like the monitor, it never changes the training run. Needs ``lightning`` (the ``lightning`` extra)::
 
     from gradhealth.integrations.lightning import GradhealthCallback
 
@@ -21,7 +21,7 @@ try:
     from lightning.pytorch.callbacks import Callback
 except ImportError as exc:  # pragma: no cover - exercised only where lightning is missing
     raise ImportError(
-        f"gradhealth.integrations.lightning needs Lightning ({exc}); pip install 'gradhealth[lightning]'"
+        f"gradhealth.integrations.lightning needs Lightning ({exc}); pip install lightning (the gradhealth[lightning] extra)"
     ) from None
 
 from gradhealth.errors import ConfigError
