@@ -21,7 +21,7 @@ try:
     from lightning.pytorch.callbacks import Callback
 except ImportError as exc:  # pragma: no cover - exercised only where lightning is missing
     raise ImportError(
-        f"gradhealth.integrations.lightning needs Lightning ({exc}); pip install lightning (the gradhealth[lightning] extra)"
+        f"gradhealth.integrations.lightning needs Lightning ({exc}); install the lightning extra"
     ) from None
 
 from gradhealth.errors import ConfigError
