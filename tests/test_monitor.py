@@ -96,7 +96,7 @@ def test_history_equals_auditing_the_checkpoints_saved_at_the_same_steps(runs: d
     for record in from_file:
         model = Net()
         model.load_state_dict(checkpoints[record.step - 1])
-        report = gradhealth.audit(model, probes="quick", **SETTINGS)
+        report = gradhealth.audit(model, probes="quick", dtype="float32", **SETTINGS)
         assert record == record_from_report(report, step=record.step)
         assert record.horizon == report.metrics.horizon and record.verdict == report.verdict
         assert record.g == report.profile.g and record.seq_len == SETTINGS["seq_len"]
@@ -107,7 +107,7 @@ def test_history_equals_auditing_the_checkpoints_saved_at_the_same_steps(runs: d
 def test_fixed_probe_inputs_give_the_analytic_horizon_at_every_audit(tmp_path: Path) -> None:
     # h_t = 0.9 Q h_{t-1} + x_t: g(k) = 0.9^k, horizon at 1e-2 is 44 whatever the step
     model = LinearRecurrence(4, rho=0.9)
-    monitor = Monitor(model, every=1, seq_len=60, batch_size=2)
+    monitor = Monitor(model, every=1, seq_len=60, batch_size=2, dtype="float64")
     for _ in range(3):
         monitor.step()
     assert [r.horizon for r in monitor.records] == [44, 44, 44]

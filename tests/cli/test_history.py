@@ -55,7 +55,7 @@ def test_table_lists_every_audit(history: Path) -> None:
 def test_plot_and_html_from_a_real_monitor_run(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     path = tmp_path / "a<b>.jsonl"
-    monitor = Monitor(LinearRecurrence(3, rho=0.9), every=1, history=path, seq_len=50, batch_size=2)
+    monitor = Monitor(LinearRecurrence(3, rho=0.9), every=1, history=path, seq_len=50, batch_size=2, dtype="float64")
     for _ in range(3):
         monitor.step()
     png, page = tmp_path / "h.png", tmp_path / "h.html"
