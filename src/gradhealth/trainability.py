@@ -72,6 +72,8 @@ class TrainabilityResult:
         trials: every run, in the order run.
         horizon: the gradient horizon of the same initialisation (``None`` when not measured).
         seconds: wall time of the search.
+        horizon_reached: whether the profile fell below ε within K = ``max_delay`` (else ``horizon`` is
+            extrapolated or ``inf``).
     """
 
     task: str
@@ -82,6 +84,7 @@ class TrainabilityResult:
     trials: list[Trial] = field(default_factory=list)
     horizon: float | None = None
     seconds: float = 0.0
+    horizon_reached: bool = True
 
 
 def learnable_delay(
@@ -159,13 +162,22 @@ def learnable_delay(
             good = middle
         else:
             bad = middle
-    horizon = None
+    horizon, reached = None, True
     if with_horizon:
         from gradhealth.engine import audit
 
-        horizon = audit(model, seq_len=max_delay, probes="quick", seed=seed, input_size=input_size).metrics.horizon
+        metrics = audit(model, seq_len=max_delay, probes="quick", seed=seed, input_size=input_size).metrics
+        horizon, reached = metrics.horizon, metrics.horizon_reached
     return TrainabilityResult(
-        task, setup.threshold, good, bad, timed_out or bad is None, trials, horizon, time.perf_counter() - start
+        task,
+        setup.threshold,
+        good,
+        bad,
+        timed_out or bad is None,
+        trials,
+        horizon,
+        time.perf_counter() - start,
+        reached,
     )
 
 

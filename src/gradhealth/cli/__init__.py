@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "gradhealth.cli.compare",
     "gradhealth.cli.demo",
     "gradhealth.cli.history",
+    "gradhealth.cli.trainability",
     "gradhealth.cli.plugins",
 )
 
