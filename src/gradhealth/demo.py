@@ -223,7 +223,7 @@ def remedies_table() -> Table:
     table = Table(title="Remedies, measured (benchmarks/bench_trainability.py)")
     table.add_column("remedy")
     table.add_column("horizon at init", justify="right")
-    table.add_column("learned delay", justify="right")
+    table.add_column("learned delay / training loss", justify="right")
     for row in data["rows"]:
         if row["model"].startswith("tanh RNN"):
             learned = f"{'≥ ' if row['is_lower_bound'] else ''}{row['learned_delay']}"
@@ -234,11 +234,8 @@ def remedies_table() -> Table:
         losses = clipping["losses"][arm]
         finite = [v for v in losses if math.isfinite(v)]
         worst = format_number(max(finite)) if finite else "nan"
-        table.add_row(
-            f"exploding tanh RNN, {arm} clipping",
-            "",
-            f"loss {format_number(losses[-1])} (worst {worst})",
-        )
+        final = format_number(losses[-1]) if math.isfinite(losses[-1]) else "diverged (NaN)"
+        table.add_row(f"exploding tanh RNN, {arm} clipping", "", f"loss {final}, worst {worst}")
     return table
 
 
