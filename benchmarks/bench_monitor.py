@@ -1,6 +1,6 @@
 """Overhead of the training monitor at its default interval on the demo models.
 
-Each demo model (tanh RNN, LSTM, GRU, chrono LSTM: 8 inputs, 48 hidden units, as in ``gradhealth demo``) with a
+Each demo model (tanh RNN, LSTM, GRU, chrono LSTM, attention: 8 inputs, 48 units, as in ``gradhealth demo``) with a
 linear readout is trained with Adam on the adding problem (sequences of 100 steps, batch 32) for ``--steps``
 steps with a :class:`gradhealth.monitor.Monitor` at its default settings (every
 :data:`~gradhealth.monitor.DEFAULT_EVERY` steps, the quick preset at K = 100, 32 probe sequences), on one thread.
@@ -51,7 +51,9 @@ def train(model: nn.Module, steps: int, *, length: int) -> tuple[list[float], li
     for _ in range(steps):
         start = time.perf_counter()
         x, y = adding_batch(gen, 32, length)
-        loss = (head(model(x)[0][:, -1]) - y).pow(2).mean()
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out  # nn.RNN/LSTM/GRU return (output, state)
+        loss = (head(out[:, -1]) - y).pow(2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -159,7 +159,7 @@ class Monitor:
 
 def history_metrics(record: HistoryRecord, *, tag: str = "gradhealth") -> dict[str, float]:
     """The scalars logged for one audit: horizon (and its interval), decay rate, and the verdict as its index in
-    :data:`gradhealth.report.VERDICTS` (0 healthy, 2 vanishing, 3 exploding, 4 non-finite)."""
+    :data:`gradhealth.report.VERDICTS`, which orders them from healthy (0) to non-finite (the worst)."""
     metrics = {f"{tag}/horizon": record.horizon, f"{tag}/verdict": float(VERDICTS.index(record.verdict))}
     if record.horizon_interval is not None:
         metrics[f"{tag}/horizon_low"], metrics[f"{tag}/horizon_high"] = record.horizon_interval
