@@ -14,6 +14,7 @@ problem, with and without ``clip_grad_norm_(1.0)``; the loss curves are recorded
 
 Run: ``python benchmarks/bench_trainability.py`` (10-20 minutes on one CPU core) writes
 ``src/gradhealth/data/trainability.json``, which the demo reads; ``--quick`` for a smoke run (not written).
+``--plot docs/trainability.png`` draws the figure of docs/trainability.md from that file (no training).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 import gradhealth
 from gradhealth.demo import DEMO_MODELS, build_demo_models
 from gradhealth.reference import random_orthogonal
+from gradhealth.report import decode_floats, encode_floats
 from gradhealth.trainability import learnable_delay
 
 OUTPUT = Path(__file__).resolve().parents[1] / "src" / "gradhealth" / "data" / "trainability.json"
@@ -82,11 +84,42 @@ def clipping_run(*, clip: bool, steps: int, delay: int) -> list[float]:
         return losses
 
 
+def plot(path: str) -> None:
+    """Horizon at initialisation against the largest delay learned, from the written results."""
+    from matplotlib.figure import Figure
+
+    data = decode_floats(json.loads(OUTPUT.read_text(encoding="utf-8")))
+    cap = 4 * data["settings"]["max_delay"]
+    fig = Figure(figsize=(7.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, row in enumerate(data["rows"]):
+        x = min(row["horizon"], cap)
+        beyond = not row["horizon_reached"]
+        marker = "^" if row["is_lower_bound"] else (">" if beyond else "o")
+        ax.scatter([x], [row["learned_delay"]], marker=marker, s=60, color=f"C{i}", label=row["model"])
+    ax.axhline(data["settings"]["max_delay"], color="#59636e", ls=":", lw=1)
+    ax.plot([1, cap], [1, cap], color="#59636e", lw=0.8, ls="--")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=f"gradient horizon at initialisation (steps; capped at {cap})",
+        ylabel="largest copy delay learned",
+        title="Horizon at initialisation vs. what training reached",
+    )
+    ax.legend(fontsize="small", loc="lower right")
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script runs")
     parser.add_argument("--max-delay", type=int, default=64, help="the longest delay tried")
+    parser.add_argument("--plot", help="only draw the figure from the written results, to this path")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot)
+        return
     torch.set_num_threads(1)
     budget = {"seeds": 3, "max_steps": 300} if not args.quick else {"seeds": 1, "max_steps": 20}
     max_delay = args.max_delay if not args.quick else 4
@@ -138,7 +171,7 @@ def main() -> None:
         "clipping": {"delay": 50, "lr": 0.05, "max_norm": 1.0, "losses": clipping},
     }
     if not args.quick:
-        OUTPUT.write_text(json.dumps(gradhealth.report.encode_floats(result), indent=1) + "\n", encoding="utf-8")
+        OUTPUT.write_text(json.dumps(encode_floats(result), indent=1) + "\n", encoding="utf-8")
         print(f"written to {OUTPUT}")
 
 
