@@ -22,6 +22,7 @@ __all__ = [
     "VERDICT_STYLES",
     "format_horizon",
     "format_inputs",
+    "format_interval",
     "format_number",
     "format_report",
     "model_label",
@@ -85,6 +86,18 @@ def format_horizon(
         return "∞ (not reached)" if compact else "∞ (not reached within K; g does not decay)"
     value = format_number(horizon, unit, digits)
     return f"≈{value} (extrapolated)" if compact else f"≈{value} (not reached within K; extrapolated)"
+
+
+def format_interval(interval: Sequence[float] | None) -> str:
+    """An interval as ``[low, high]``, or the empty string when there is none.
+
+    >>> format_interval([8.0, 11.5]), format_interval(None)
+    ('[8, 11.5]', '')
+    """
+    if interval is None:
+        return ""
+    low, high = interval
+    return f"[{format_number(low)}, {format_number(high)}]"
 
 
 def model_label(model: Mapping[str, Any]) -> str:
