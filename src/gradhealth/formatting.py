@@ -91,11 +91,18 @@ def format_horizon(
     return f"≈{value} (extrapolated)" if compact else f"≈{value} (not reached within K; extrapolated)"
 
 
-def format_interval(pair: Sequence[float] | None, level: float | None, unit: str = "", digits: int = 3) -> str:
-    """An interval with its level: ``90% [9, 12] steps``; ``n/a`` when there is none."""
-    if pair is None:
-        return "n/a"
-    low, high = (format_number(v, digits=digits) for v in pair[:2])
+def format_interval(
+    interval: Sequence[float] | None, level: float | None = None, unit: str = "", digits: int = 3
+) -> str:
+    """An interval as ``[low, high]``, with its level and unit when given (``90% [9, 12] steps``); the empty
+    string when there is none.
+
+    >>> format_interval([8.0, 11.5]), format_interval(None), format_interval((9.0, 12.0), 0.9, " steps")
+    ('[8, 11.5]', '', '90% [9, 12] steps')
+    """
+    if interval is None:
+        return ""
+    low, high = (format_number(v, digits=digits) for v in interval[:2])
     prefix = f"{level * 100:g}% " if level is not None else ""
     return f"{prefix}[{low}, {high}]{unit}"
 

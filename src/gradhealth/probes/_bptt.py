@@ -218,15 +218,20 @@ def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: in
     Returns:
         One :class:`LagNorms` per direction, in the adapter's order.
     """
+    directions = ctx.adapter.directions()
+    burn_in = inputs.shape[1] - (max_lag + 1)
+    burned = None
+    if burn_in > 0 and ctx.adapter.has_state_handover and not any(d.is_reverse for d in directions):
+        # no lag reaches into the burn-in: run it without a graph and start the window from its state
+        burned, inputs = inputs[:, :burn_in], inputs[:, burn_in:].detach()
     if inputs.is_floating_point() or inputs.is_complex():
         inputs.requires_grad_(True)
     total = inputs.shape[1]
     detector = SavedDenormals()
     with input_gradients_only(ctx.module), torch.enable_grad():
         with detector:
-            out = ctx.adapter.run(inputs)
+            out = ctx.adapter.run(inputs) if burned is None else ctx.adapter.run_from_state(burned, inputs)
         flush = not detector.found
-        directions = ctx.adapter.directions()
         return [
             _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush)
             for direction in directions

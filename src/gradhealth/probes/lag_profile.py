@@ -146,8 +146,9 @@ class LagProfile(Probe):
             found += [make_finding(code, message, **where) for code, message in _tag_findings(d, ctx)]
             target = ctx.config.target_horizon_precision
             if target is not None and not _is_precise(d, target):
+                interval = format_interval(d.metrics.horizon_ci, d.metrics.interval_level) or "n/a"
                 message = (
-                    f"the horizon's interval {format_interval(d.metrics.horizon_ci, d.metrics.interval_level)} is "
+                    f"the horizon's interval {interval} is "
                     f"±{format_number(horizon_precision(d.metrics) * 100, '%')} of the horizon after "
                     f"{result.probe_batches} probe batches (max_probe_batches), short of the target "
                     f"±{format_number(target * 100, '%')}"
@@ -237,7 +238,7 @@ def _tag_findings(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str]
     if "non_exponential" in d.tags:
         found.append(("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"))
     if "no_extrapolation" in d.tags:
-        rate = format_interval(m.intervals.get("decay_rate_tail"), m.interval_level, "/step")
+        rate = format_interval(m.intervals.get("decay_rate_tail"), m.interval_level, "/step") or "n/a"
         message = (
             f"g(k) is still above eps at K = {m.max_lag} and the tail fit cannot carry it further (tail rate "
             f"{format_number(m.decay_rate_tail, '/step')}, interval {rate}, R² {format_number(m.fit_r2)}, "
