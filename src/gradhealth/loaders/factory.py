@@ -15,7 +15,14 @@ from gradhealth.loaders._imports import import_object
 if TYPE_CHECKING:
     from gradhealth.adapters.base import Layout
 
-__all__ = ["build_from_factory", "factory_arguments", "load_strict", "parse_model_kwargs", "state_dict_diff"]
+__all__ = [
+    "build_from_factory",
+    "build_with_layout",
+    "factory_arguments",
+    "load_strict",
+    "parse_model_kwargs",
+    "state_dict_diff",
+]
 
 
 def parse_model_kwargs(text: str | None, *, source: str = "--model-kwargs") -> dict[str, Any]:
@@ -35,7 +42,17 @@ def parse_model_kwargs(text: str | None, *, source: str = "--model-kwargs") -> d
     return value
 
 
-def build_from_factory(spec: str, kwargs: dict[str, Any]) -> tuple[nn.Module, Layout | None]:
+def build_from_factory(spec: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Import ``package.module:factory`` and call it with ``kwargs``; the module it builds (a layout it also
+    returns is dropped: see :func:`build_with_layout`).
+
+    Raises:
+        ConfigError: the spec is malformed, cannot be imported, or the factory fails or returns no module.
+    """
+    return build_with_layout(spec, kwargs)[0]
+
+
+def build_with_layout(spec: str, kwargs: dict[str, Any]) -> tuple[nn.Module, Layout | None]:
     """Import ``package.module:factory`` and call it with ``kwargs``.
 
     The factory returns an ``nn.Module``, or ``(module, gradhealth.Layout)`` to say how the module takes its

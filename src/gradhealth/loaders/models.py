@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gradhealth.loaders.factory import build_from_factory, factory_arguments, load_strict
+from gradhealth.loaders.factory import build_with_layout, factory_arguments, load_strict
 from gradhealth.loaders.huggingface import build_hf_model, is_library_model_type
 from gradhealth.loaders.reconstruct import layer_specs, reconstruct_layers
 
@@ -54,7 +54,7 @@ def models_in_checkpoint(checkpoint: Any, options: dict[str, Any]) -> list[tuple
     if spec:
         saved = metadata.get("hyper_parameters") or {}
         kwargs = factory_arguments(spec, saved, dict(options.get("model_kwargs") or {}))
-        model, layout = build_from_factory(spec, kwargs)
+        model, layout = build_with_layout(spec, kwargs)
         name = spec.partition(":")[2]
         if layout is not None:
             metadata.setdefault("layouts", {})[name] = layout
