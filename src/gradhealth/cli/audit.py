@@ -65,13 +65,22 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     from gradhealth.plugins import models_to_audit, open_checkpoint
     from gradhealth.render.registry import NamedReport
 
+    from gradhealth.loaders.load import time_limit
+    from gradhealth.memory import check_memory, estimate_for_config, module_units, state_dict_units
+
     try:
-        checkpoint = open_checkpoint(Path(path), job.load_options)
-        models = models_to_audit(checkpoint, job.model_options)
         config = AuditConfig.from_dict(job.config)
+        limit = job.load_options.get("memory_limit")
+        with time_limit(job.load_options.get("load_timeout"), path):
+            checkpoint = open_checkpoint(Path(path), job.load_options)
+            if not job.model_options.get("model"):  # the layers rebuilt from the weights, before building them
+                estimate = estimate_for_config(*state_dict_units(checkpoint.state_dict), config)
+                check_memory(estimate, limit, f"{path}: auditing its recurrent layers", path=path)
+            models = models_to_audit(checkpoint, job.model_options)
         entries = []
         for layer, module in models:
             name = path if job.model_options.get("model") else f"{path}:{layer}"
+            check_memory(estimate_for_config(*module_units(module), config), limit, f"{name}: the audit", path=path)
             report = run_audit(module, config)
             report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
             entries.append(NamedReport(name, path, layer, report))
@@ -121,7 +130,12 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     _check_factory(settings)
     job = AuditJob(
         config=config.to_dict() | {"burn_in": config.burn_in},
-        load_options={"trust": values["trust"], "allow_globals": values["allow_global"]},
+        load_options={
+            "trust": values["trust"],
+            "allow_globals": values["allow_global"],
+            "memory_limit": values["memory_limit"],
+            "load_timeout": values["load_timeout"],
+        },
         model_options={
             "model": values["model"],
             "model_kwargs": values["model_kwargs"] or {},
