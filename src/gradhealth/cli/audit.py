@@ -128,6 +128,7 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     gates, baselines = _gates(settings)
     renderer = get_renderer(values["format"], source=settings.source("format"))
     _check_factory(settings)
+    _check_allowed_globals(settings)
     job = AuditJob(
         config=config.to_dict() | {"burn_in": config.burn_in},
         load_options={
@@ -206,6 +207,19 @@ def _check_factory(settings: table.Resolved) -> None:
         ) from exc
     if not callable(factory):
         raise ConfigError("model", spec, "is not callable", source=settings.source("model"))
+
+
+def _check_allowed_globals(settings: table.Resolved) -> None:
+    """Refuse ``--allow-global`` names that run code (and names that do not import) once, before any input."""
+    names = settings.values["allow_global"]
+    if not names:
+        return
+    from gradhealth.loaders.safety import resolve_allowed_globals
+
+    try:
+        resolve_allowed_globals(names)
+    except ConfigError as exc:
+        raise ConfigError(exc.name, exc.value, exc.problem, source=settings.source("allow_global")) from None
 
 
 def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:

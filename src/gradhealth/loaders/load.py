@@ -240,10 +240,11 @@ def _load_object(path: Path, fmt: str, trust: bool, allowed: tuple[str, ...], sh
             return pickle.load(f)  # only reached with --trust: the user vouched for the file
     if trust:
         return torch.load(path, map_location="cpu", weights_only=False)
+    allowed_objects = resolve_allowed_globals(allowed)  # refuses code-running names before the file is read
     unsafe = unsafe_globals(path, fmt, allowed)
     if unsafe:
         raise refusal(path, fmt, unsafe)
-    with torch.serialization.safe_globals(resolve_allowed_globals(allowed)):
+    with torch.serialization.safe_globals(allowed_objects):
         # map_location="meta": torch reads the pickle but no storage (zip files; legacy files are read whole)
         return torch.load(path, map_location="meta" if shapes_only else "cpu", weights_only=True)
 

@@ -200,10 +200,15 @@ def _py3_name(module: str, attr: str) -> str:
     return name if _DOTTED.match(name) else COMPUTED_GLOBAL
 
 
+# In torch's allowlist, but bytearray(3 * 10**9) allocates 3 GB from a few bytes of pickle: weights never need it.
+_UNBOUNDED = frozenset({"builtins.bytearray"})
+
+
 def _safe_names() -> set[str]:
     # Private, but it is the allowlist weights_only loading applies: naming anything else would mislead.
     unpickler: Any = importlib.import_module("torch._weights_only_unpickler")
-    return set(unpickler._get_allowed_globals()) | set(unpickler._get_user_allowed_globals())
+    allowed = set(unpickler._get_allowed_globals()) | set(unpickler._get_user_allowed_globals())
+    return allowed - _UNBOUNDED
 
 
 def is_never_allowed(name: str) -> bool:
@@ -259,6 +264,8 @@ def unsafe_globals(path: Path, fmt: str, allowed: Iterable[str] = ()) -> list[st
                     names |= found if index == 3 else {n if n.startswith("<") else f"{n} (header)" for n in found}
                     if UNKNOWN_OPCODE in found:
                         break
+    except CheckpointError:
+        raise
     except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {_no_content(exc)})", path=path
