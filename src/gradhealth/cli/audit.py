@@ -62,11 +62,10 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
     """Load one checkpoint and audit every model found in it; an error becomes an entry, never an exception."""
     from gradhealth.config import AuditConfig
     from gradhealth.engine import run_audit
-    from gradhealth.plugins import models_to_audit, open_checkpoint
-    from gradhealth.render.registry import NamedReport
-
     from gradhealth.loaders.load import time_limit
     from gradhealth.memory import check_memory, estimate_for_config, module_units, state_dict_units
+    from gradhealth.plugins import models_to_audit, open_checkpoint
+    from gradhealth.render.registry import NamedReport
 
     try:
         config = AuditConfig.from_dict(job.config)

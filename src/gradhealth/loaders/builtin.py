@@ -18,7 +18,6 @@ __all__ = ["gradhealth_build_model", "gradhealth_load_checkpoint"]
 def gradhealth_load_checkpoint(path: Path, options: dict[str, Any]) -> Any:
     """Load any format :func:`gradhealth.loaders.detect.detect_format` knows."""
     from gradhealth.loaders.load import load_checkpoint
-
     from gradhealth.memory import DEFAULT_LIMIT
 
     return load_checkpoint(

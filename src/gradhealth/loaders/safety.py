@@ -165,9 +165,9 @@ def globals_in_pickle(stream: IO[bytes]) -> set[str]:
                 found.add(_py3_name(module, attr))
                 recent.append(None)
             elif name == "STACK_GLOBAL":
-                module_name, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
-                literal = isinstance(module_name, str) and isinstance(attr, str)
-                found.add(_py3_name(module_name, attr) if literal else COMPUTED_GLOBAL)  # type: ignore[arg-type]
+                pair: list[Any] = recent[-2:] if len(recent) >= 2 else [None, None]
+                literal = all(isinstance(part, str) for part in pair)
+                found.add(_py3_name(pair[0], pair[1]) if literal else COMPUTED_GLOBAL)
                 recent.append(None)
             elif name in _EXT_OPS:
                 found.add(EXTENSION_GLOBAL)
