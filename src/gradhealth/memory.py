@@ -17,8 +17,9 @@ The probe estimate is calibrated on torch's recurrent layers in float64 on CPU (
 audits: about 125-150 bytes per batch element, step and hidden unit for GRU/LSTM layers, 50 for ``nn.RNN``); it
 is an order of magnitude with headroom, not an exact figure.
 
-    >>> estimate_audit_memory(parameters=50_000, state_units=64, seq_len=100, batch_size=32) // 2**20
-    7
+    >>> from gradhealth.formatting import format_bytes
+    >>> format_bytes(estimate_audit_memory(parameters=50_000, state_units=64, seq_len=100, batch_size=32))
+    '63.8 MiB'
 """
 
 from __future__ import annotations
