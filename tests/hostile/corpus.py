@@ -127,6 +127,15 @@ def unknown_opcode(canary: Path) -> bytes:
     return b"\x80\x02\xff" + reduce_exec(canary)[2:]
 
 
+def inst_ordered_dict(canary: Path) -> bytes:
+    # INST of a class torch allows: the scanner passes it, torch's unpickler refuses the opcode
+    return b"(icollections\nOrderedDict\n."
+
+
+def text_persid(canary: Path) -> bytes:
+    return b"\x80\x02Pfoo\n."
+
+
 def bytearray_bomb(canary: Path) -> bytes:
     # builtins.bytearray is in torch's allowlist: bytearray(3 * 10**9) would allocate 3 GB (no canary: memory)
     return b"\x80\x02cbuiltins\nbytearray\n\x8a\x05\x00^\xd0\xb2\x00\x85R."
@@ -443,6 +452,18 @@ CASES: list[Case] = [
     Case("half_computed_global", "payload", _payload_zip(half_computed_stack_global), "a global with a computed name"),
     Case("ext_opcode", "payload", _payload_zip(ext_opcode), "a global from the extension registry"),
     Case("unknown_opcode", "payload", _payload_zip(unknown_opcode), "an unknown pickle opcode"),
+    Case(
+        "inst_allowed_class",
+        "payload",
+        _payload_zip(inst_ordered_dict),
+        "refused: unsafe: torch's weights-only loader refused it (Unsupported operand 105 (INST opcode))",
+    ),
+    Case(
+        "text_persistent_id",
+        "payload",
+        _payload_zip(text_persid),
+        "refused: unsafe: torch's weights-only loader refused it (Unsupported operand 80 (PERSID opcode))",
+    ),
     Case("plain_pickle", "payload", _plain_pickle, "is a pickle: loading it runs code", reduce_exec),
     Case("lightning_hparams", "payload", _lightning, "(builtins.exec)"),
     Case("duplicate_data_pkl", "archive", _duplicate_entry, "holds 1 entries twice"),

@@ -125,7 +125,14 @@ def _torch_reason(exc: BaseException) -> str:
     text = str(exc)
     found = re.search(r"WeightsUnpickler error: *\n*(.+)", text)
     if found:
-        return _first_line(found.group(1))
+        reason = _first_line(found.group(1))
+        operand = re.fullmatch(r"Unsupported operand (\d+)", reason)
+        if operand and int(operand.group(1)) < 256:
+            import pickletools
+
+            opcode = pickletools.code2op.get(chr(int(operand.group(1))))
+            reason += f" ({opcode.name} opcode)" if opcode else ""
+        return reason
     lines = [
         line.strip()
         for line in text.splitlines()
