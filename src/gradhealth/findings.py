@@ -97,6 +97,24 @@ CATALOGUE: dict[str, FindingSpec] = {
             "g(k) is normalised at the first lag with a gradient, so growth and decay are measured from there.",
         ),
         FindingSpec(
+            "GH020",
+            "warning",
+            "finite receptive field: the output depends only on the last few inputs",
+            "The gradient is exactly zero beyond the field: finite memory is a property of the architecture "
+            "(a convolution's kernel and dilation, a per-step layer), not vanishing gradients, so gated cells or "
+            "initialisation will not change it. If the task needs longer dependencies, widen the field (more or "
+            "dilated convolution layers, a longer kernel or context window) or add a recurrent or attention layer.",
+        ),
+        FindingSpec(
+            "GH021",
+            "info",
+            "attention: no recurrent product for the gradient to vanish through",
+            "Remedies for vanishing gradients in recurrent networks (gated cells, chrono or orthogonal "
+            "initialisation, clipping) do not apply. A short horizon means the attention weights on distant "
+            "positions are small for the probe inputs: check the attention mask, window and positional "
+            "encoding, and probe with sequences from your own data.",
+        ),
+        FindingSpec(
             "GH101",
             "error",
             "non-finite parameter gradient (NaN or Inf)",

@@ -32,6 +32,7 @@ __all__ = [
 VERDICT_STYLES = {
     "healthy": "green",
     "inconclusive": "magenta",
+    "finite_memory": "cyan",
     "vanishing": "yellow",
     "exploding": "red",
     "non_finite": "bold red",
@@ -42,6 +43,7 @@ VERDICT_STYLES = {
 VERDICT_COLORS = {
     "healthy": ("#1a7f37", "#dafbe1"),
     "inconclusive": ("#6e40c9", "#fbefff"),
+    "finite_memory": ("#0550ae", "#ddf4ff"),
     "vanishing": ("#9a6700", "#fff8c5"),
     "exploding": ("#bc4c00", "#fff1e5"),
     "non_finite": ("#82071e", "#ffebe9"),

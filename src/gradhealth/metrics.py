@@ -15,7 +15,8 @@ number of the metric contract (docs/metrics.md):
   extrapolated as K + ln(ε/g(K))/decay_rate_tail. If the profile drops below the resolution floor while still
   above ε, the horizon is *censored*: the value is a lower bound;
 - verdict: non_finite if any gradient is NaN/Inf; else exploding if max g >= 100; else inconclusive if the
-  horizon is censored short of K; else vanishing if the horizon is reached within K; else healthy.
+  horizon is censored short of K; else finite_memory if the model is not a recurrence and the profile is cut
+  off by exact zeros (a finite receptive field); else vanishing if the horizon is reached within K; else healthy.
 
     >>> import numpy as np
     >>> norms = np.tile(0.9 ** np.arange(61.0), (4, 1))
@@ -232,6 +233,7 @@ def summarize_profile(
     eps_secondary: float = 1e-3,
     explode_threshold: float = 100.0,
     output_is_finite: bool = True,
+    recurrent: bool = True,
 ) -> ProfileSummary:
     """Compute the profile, metrics, verdict and tags from per-sample norms ``[B, K + 1]``.
 
@@ -244,6 +246,9 @@ def summarize_profile(
         eps_secondary: second horizon threshold.
         explode_threshold: g(k) at or above this is exploding.
         output_is_finite: False if the model's output at the loss step was NaN/Inf.
+        recurrent: False when the model is known not to be a recurrence (attention, convolution, per-step
+            layers): a profile cut off by exact zeros is then a finite receptive field (verdict
+            ``finite_memory``), not a vanishing product of Jacobians.
 
     Raises:
         ValueError: ``norms`` is not ``[batch, lags]`` or the dtype is unknown.
@@ -303,6 +308,9 @@ def summarize_profile(
         verdict = "vanishing"
     else:
         verdict = "healthy"
+    structural_cutoff = positive.any() and bool(np.any(resolved[last_positive:] & (big_g[last_positive:] == 0)))
+    if verdict == "vanishing" and structural_cutoff and not recurrent:
+        verdict = "finite_memory"
     assert verdict in VERDICT_SEVERITY
 
     tags: list[str] = []
@@ -313,7 +321,7 @@ def summarize_profile(
         tags.append("non_exponential")
     if rate_tail is not None and abs(rate_tail) * max_lag < math.log(2):
         tags.append("neutral")
-    if positive.any() and np.any(resolved[last_positive:] & (big_g[last_positive:] == 0)):
+    if structural_cutoff:
         tags.append("finite_memory")
     if np.any(finite & ~resolved):
         tags.append("unresolved_tail")

@@ -50,6 +50,8 @@ class LinearRecurrence(nn.Module):
     The weight is kept in float64 so the analytic profile holds to ~1e-14 when probed in float64.
     """
 
+    gradhealth_architecture = "recurrent"
+
     def __init__(self, size: int, rho: float = 0.9, *, weight: torch.Tensor | None = None, seed: int = 0) -> None:
         super().__init__()
         w = weight if weight is not None else rho * random_orthogonal(size, seed=seed)
@@ -68,6 +70,8 @@ class LinearRecurrence(nn.Module):
 
 class DelayLine(nn.Module):
     """A shift register of ``length`` steps whose output is the sum of its cells: horizon exactly ``length``."""
+
+    gradhealth_architecture = "recurrent"
 
     def __init__(self, size: int, length: int) -> None:
         super().__init__()

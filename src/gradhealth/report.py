@@ -32,7 +32,7 @@ SCHEMA_VERSION = 1
 
 #: Verdicts from best to worst. ``inconclusive``: the probe dtype could not resolve the profile down to ε
 #: within K (the horizon is censored), so neither healthy nor vanishing can be told.
-VERDICTS = ("healthy", "inconclusive", "vanishing", "exploding", "non_finite")
+VERDICTS = ("healthy", "inconclusive", "finite_memory", "vanishing", "exploding", "non_finite")
 VERDICT_SEVERITY = {name: rank for rank, name in enumerate(VERDICTS)}
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
@@ -174,7 +174,8 @@ class Report:
     """The result of one audit.
 
     Attributes:
-        verdict: ``healthy``, ``vanishing``, ``exploding`` or ``non_finite``; the worst over directions.
+        verdict: ``healthy``, ``inconclusive``, ``finite_memory``, ``vanishing``, ``exploding`` or
+            ``non_finite``; the worst over directions.
         metrics: lag metrics of the deciding direction (``primary_direction``).
         profile: lag profile of the deciding direction.
         tags: tags of the deciding direction.

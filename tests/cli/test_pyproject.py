@@ -45,7 +45,8 @@ def _write(tmp_path: Path, body: str) -> str:
         ("progress = 'nah'", "invalid progress 'nah' from {where}: must be true or false (or 1/0, yes/no, on/off)"),
         (
             "fail_on = 'fine'",
-            "invalid fail_on 'fine' from {where}: verdicts are healthy, inconclusive, vanishing, exploding, non_finite",
+            "invalid fail_on 'fine' from {where}: verdicts are healthy, inconclusive, finite_memory, vanishing, "
+            "exploding, non_finite",
         ),
         ("output = 'x.json'", "invalid setting 'output' from {where}: output cannot be set from a config file"),
         ("seq-len = 8\nseq_len = 9", "invalid setting 'seq_len' from {where}: seq_len is given twice"),

@@ -84,7 +84,7 @@ def test_failure_message_line_by_line(suite: pytest.Pytester) -> None:
         [
             "E       AssertionError: gradhealth: assert_no_vanishing(over=16) failed for LinearRecurrence",
             "E       verdict: VANISHING",
-            "E       failed: verdict vanishing is in fail-on (inconclusive, non_finite, vanishing)",
+            "E       failed: verdict vanishing is in fail-on (finite_memory, inconclusive, non_finite, vanishing)",
             "E         because horizon@0.01 = 7 steps <= K = 16: the gradient fades before the dependency",
             "E       measured: horizon@0.01 7 steps, horizon@1e-3 10 steps, "
             "decay rate -0.693/step (tail -0.693, R² 1)*",

@@ -262,6 +262,14 @@ class Adapter(abc.ABC):
             return [Direction("forward", half=0), Direction("backward", half=1, is_reverse=True)]
         return [Direction("forward")]
 
+    @property
+    def architecture(self) -> str:
+        """What carries information across time: ``recurrent``, ``attention``, ``convolutional``, ``feedforward``
+        or ``unknown`` (see :func:`gradhealth.adapters.architecture.classify_architecture`)."""
+        from gradhealth.adapters.architecture import classify_architecture
+
+        return classify_architecture(self.model, family=self.family)
+
     def describe(self) -> dict[str, Any]:
         """What the adapter found, for the report's ``model`` section."""
         module = self.module
@@ -269,6 +277,7 @@ class Adapter(abc.ABC):
         return {
             "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
             "adapter": self.family,
+            "architecture": self.architecture,
             "parameters": n_params,
             "input_size": self.input_size,
             "vocab_size": self.vocab_size,

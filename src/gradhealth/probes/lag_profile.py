@@ -9,6 +9,7 @@ turns the norms into the profile, metrics, verdict and tags.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class LagProfile(Probe):
                 eps_secondary=cfg.eps_secondary,
                 explode_threshold=cfg.explode_threshold,
                 output_is_finite=measured.output_is_finite,
+                recurrent=ctx.adapter.architecture in ("recurrent", "unknown"),
             )
             d = DirectionResult(measured.direction, summary.verdict, summary.metrics, summary.profile, summary.tags)
             results.append(d)
@@ -90,6 +92,16 @@ def _verdict_finding(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, s
             f"{format_number(m.horizon)} steps, which cannot tell vanishing from healthy at K = {cfg.seq_len}"
         )
         return [("GH008", message, {"horizon_lower_bound": m.horizon, "relative_floor": m.relative_floor})]
+    if d.verdict == "finite_memory":
+        span = int(m.max_lag if m.horizon == math.inf else m.horizon)
+        message = (
+            f"the gradient is exactly 0 beyond lag {_last_positive_lag(d)}: the output of this "
+            f"{ctx.adapter.architecture} model depends only on the last {span} inputs (a finite receptive field, "
+            f"short of K = {cfg.seq_len}; nothing vanishes through time)"
+        )
+        return [("GH020", message, {"horizon": m.horizon, "architecture": ctx.adapter.architecture})]
+    if d.verdict == "vanishing" and ctx.adapter.architecture == "attention":
+        return []  # GH021 says what a short attention profile means; GH001's advice is for recurrences
     if d.verdict == "vanishing" and "no_gradient" not in d.tags:
         message = (
             f"gradient falls below {cfg.eps:g} of {_reference(m)} after {format_number(m.horizon)} steps, "
@@ -126,4 +138,19 @@ def _tag_findings(d: DirectionResult, ctx: ProbeContext) -> list[tuple[str, str]
         found.append(("GH005", message))
     if "non_exponential" in d.tags:
         found.append(("GH006", f"ln g(k) fits a line with R² = {format_number(m.fit_r2)}"))
+    if ctx.adapter.architecture == "attention":
+        message = (
+            "the model reaches past inputs through attention, not a recurrent state: g(k) measures how much the "
+            "output at the last step draws on lag k for these inputs, not a product of Jacobians through time"
+        )
+        if d.verdict == "vanishing":
+            message += f"; it falls below {ctx.config.eps:g} after {format_number(m.horizon)} steps"
+        elif not m.horizon_reached and m.horizon != math.inf:
+            message += "; the extrapolated horizon assumes a decay that attention does not have"
+        found.append(("GH021", message))
     return found
+
+
+def _last_positive_lag(d: DirectionResult) -> int:
+    g = d.profile.g
+    return max((k for k, v in enumerate(g) if v is not None and v > 0), default=0)

@@ -168,6 +168,12 @@ def verdict_sentence(result: DirectionResult | Report, seq_len: int | None, eps:
             f"The gradient drops below what the probe dtype resolves while still above ε = {eps:g}: the horizon is "
             f"at least {format_number(m.horizon)} steps, which cannot tell healthy from vanishing at {k}."
         )
+    if result.verdict == "finite_memory":
+        return (
+            f"The gradient is exactly zero beyond the model's receptive field: the output depends only on the last "
+            f"{format_number(m.horizon)} inputs, short of {k}. That is the architecture's finite memory, not a "
+            f"vanishing gradient."
+        )
     if result.verdict == "vanishing":
         return (
             f"The gradient falls below ε = {eps:g} of its lag-0 size after {format_number(m.horizon)} steps, short of "
@@ -236,7 +242,7 @@ def _headline(entries: list[_Entry]) -> str:
     for e in entries:
         key = e.report.verdict if e.report is not None else "error"
         counts[key] = counts.get(key, 0) + 1
-    order = ["non_finite", "exploding", "vanishing", "healthy", "error"]
+    order = ["non_finite", "exploding", "vanishing", "finite_memory", "inconclusive", "healthy", "error"]
     return "Verdicts: " + " ".join(f"{_badge(v)} × {counts[v]}" for v in order if v in counts)
 
 

@@ -14,9 +14,9 @@ from gradhealth import settings as table
 from gradhealth.formatting import model_label
 from gradhealth.testing._auditor import (
     ambient_settings,
+    audit_with_settings,
     call_layer,
     gates_from,
-    run_audit,
     skip_if_switched_off,
     verify,
 )
@@ -39,7 +39,7 @@ __all__ = [
 def _audit(model: Any, helper: str, settings: dict[str, Any], name: str | None, layout: Layout | None) -> Any:
     __tracebackhide__ = True
     layer = call_layer(settings, lambda n: f"argument {n}= to {helper}()")
-    return run_audit(model, table.resolve(table.PYTEST, [_inherited(), layer]), name=name, layout=layout)
+    return audit_with_settings(model, table.resolve(table.PYTEST, [_inherited(), layer]), name=name, layout=layout)
 
 
 def _inherited() -> table.Layer:
@@ -84,7 +84,7 @@ def assert_no_vanishing(
     report, label = _audit(
         model, "assert_no_vanishing", {**settings, **_over(over, "assert_no_vanishing")}, name, layout
     )
-    gates = gates_from({"fail_on": {"inconclusive", "vanishing", "non_finite"}})
+    gates = gates_from({"fail_on": {"inconclusive", "finite_memory", "vanishing", "non_finite"}})
     verify(report, gates, check=f"assert_no_vanishing(over={over})", label=label)
     return report
 
@@ -133,7 +133,7 @@ def assert_memory_horizon(
     values = {n: v for n, (v, _) in layer.items()}
     call = call_layer(settings, lambda n: f"argument {n}= to assert_memory_horizon()")
     resolved = table.resolve(table.PYTEST, [_inherited(), layer, call])
-    report, label = run_audit(model, resolved, name=name, layout=layout, gated=True)
+    report, label = audit_with_settings(model, resolved, name=name, layout=layout, gated=True)
     shown = ", ".join(f"{k}={v:g}" for k, v in (("at_least", at_least), ("at_most", at_most)) if v is not None)
     verify(report, gates_from(values), check=f"assert_memory_horizon({shown})", label=label)
     return report

@@ -19,9 +19,17 @@ if TYPE_CHECKING:
     from gradhealth.gates import Thresholds
     from gradhealth.report import Report
 
-__all__ = ["Auditor", "ambient_settings", "call_layer", "gates_from", "run_audit", "skip_if_switched_off", "verify"]
+__all__ = [
+    "Auditor",
+    "ambient_settings",
+    "audit_with_settings",
+    "call_layer",
+    "gates_from",
+    "skip_if_switched_off",
+    "verify",
+]
 
-_UNHEALTHY = frozenset({"inconclusive", "vanishing", "exploding", "non_finite"})
+_UNHEALTHY = frozenset({"inconclusive", "finite_memory", "vanishing", "exploding", "non_finite"})
 _UNBOUNDED = frozenset({"exploding", "non_finite"})
 
 
@@ -88,7 +96,7 @@ def gates_from(values: Mapping[str, Any]) -> Thresholds:
     )
 
 
-def run_audit(
+def audit_with_settings(
     model: Any, settings: table.Resolved, *, name: str | None = None, layout: Layout | None = None, gated: bool = False
 ) -> tuple[Report, str]:
     """Audit with resolved settings and record the result for the session report.
@@ -188,7 +196,7 @@ class Auditor:
             ConfigError: an invalid setting, naming where it came from.
         """
         __tracebackhide__ = True
-        return run_audit(model, self._merged(overrides, "audit"), name=name, layout=layout)[0]
+        return audit_with_settings(model, self._merged(overrides, "audit"), name=name, layout=layout)[0]
 
     def check(self, model: Any, *, name: str | None = None, layout: Layout | None = None, **overrides: Any) -> Report:
         """Audit the model and assert the thresholds of the settings (fail_on, min/max_horizon, max_decay_rate).
@@ -202,7 +210,7 @@ class Auditor:
         """
         __tracebackhide__ = True
         settings = self._merged(overrides, "check")
-        report, label = run_audit(model, settings, name=name, layout=layout, gated=True)
+        report, label = audit_with_settings(model, settings, name=name, layout=layout, gated=True)
         gates = gates_from(settings.gate_values())
         verify(report, gates, check=f"check({_describe_gates(gates)})", label=label)
         return report

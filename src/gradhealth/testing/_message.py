@@ -86,6 +86,11 @@ def _verdict_reason(result: DirectionResult, config: dict[str, Any]) -> str:
         return (
             f"horizon@{eps:g} = {format_number(m.horizon)} steps <= K = {k}: the gradient fades before the dependency"
         )
+    if result.verdict == "finite_memory":
+        return (
+            f"horizon@{eps:g} = {format_number(m.horizon)} steps <= K = {k}: the gradient is exactly 0 beyond the "
+            "model's receptive field (finite memory, not vanishing)"
+        )
     if result.verdict == "exploding":
         limit = format_number(config.get("explode_threshold", 100.0))
         first = f"first at lag {m.first_explode_lag}"
