@@ -519,7 +519,7 @@ CASES: list[Case] = [
     Case("sparse_40gb_safetensors", "memory", _sparse, "reading the file needs about 37.3 GiB"),
     Case("seq_len_1e7", "memory", _good_with("--seq-len", str(10**7)), "auditing its recurrent layers needs about"),
     Case("batch_1e6", "memory", _good_with("--batch-size", str(10**6)), "auditing its recurrent layers needs about"),
-    Case("hf_parent_path", "folder", _hf_index(lambda f: "../outside.safetensors"), "outside the folder; refused"),
+    Case("hf_parent_path", "folder", _hf_index(lambda f: f"../{_outside(f).name}"), "outside the folder; refused"),
     Case("hf_absolute_path", "folder", _hf_index(lambda f: str(_outside(f))), "outside the folder; refused"),
     Case(
         "hf_index_dot",
