@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -131,6 +131,9 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
     probe_list, skipped = _select_probes(config, adapter)
     device = _resolve_device(config, adapter)
     with preserved_state(model), _cudnn_scope(device):
+        # an opaque callable runs as it is (it cannot be copied or put in eval mode): any randomness it draws
+        # from the global CPU generator is seeded, so the same settings still give the same numbers
+        torch.default_generator.manual_seed(config.seed)
         ctx, notes = _prepare(adapter, config, task, device)
         notes += _flush_notes(device)
         results: dict[str, Any] = {}
@@ -187,10 +190,8 @@ def _cudnn_scope(device: torch.device) -> contextlib.AbstractContextManager[Any]
 def _input_size(config: AuditConfig, adapter: Adapter) -> int:
     known = adapter.input_size
     if config.input_size is not None:
-        if known is not None and known != config.input_size and adapter.vocab_size is None:
-            raise ConfigError(
-                "input_size", config.input_size, f"the model takes {known} features per step", source=config.source
-            )
+        # the user's value wins over what gradhealth reads from the model (an inner layer may take other
+        # features than the model itself); a wrong one fails in the smoke call with the model's own error
         return config.input_size if adapter.vocab_size is None else (known or config.input_size)
     if known is None:
         raise ConfigError(
@@ -220,6 +221,7 @@ def _prepare(
             copy.module.eval()
         ctx = ProbeContext(copy, config, task, dtype, device, input_size, plugins.task_registry())
         try:
+            copy.prepare(_draw(ctx))
             _smoke_test(ctx)
         except ModelCallError as exc:
             if i + 1 == len(candidates):
@@ -241,11 +243,24 @@ def _flush_notes(device: torch.device) -> list[Finding]:
     return [make_finding("GH902", f"denormals are not flushed on every CPU thread: {reason}", probe="engine")]
 
 
+def _draw(ctx: ProbeContext) -> Callable[[int, int], torch.Tensor]:
+    def draw(batch_size: int, steps: int) -> torch.Tensor:
+        return ctx.make_batch("layout", batch_size=batch_size, total_len=steps).inputs
+
+    return draw
+
+
 def _smoke_test(ctx: ProbeContext) -> None:
-    """One tiny forward pass: catches dtype and shape problems with a clear message before the real probes."""
-    batch = ctx.make_batch("smoke", batch_size=2, total_len=3)
-    with torch.no_grad():
-        ctx.adapter.run(batch.inputs)
+    """One tiny forward pass: catches dtype and shape problems with a clear message before the real probes.
+
+    Three steps first; a model that needs a minimum or fixed length fails there and is tried again at the
+    probe's own length, whose failure is the one reported."""
+    try:
+        with torch.no_grad():
+            ctx.adapter.run(ctx.make_batch("smoke", batch_size=2, total_len=3).inputs)
+    except ModelCallError:
+        with torch.no_grad():
+            ctx.adapter.run(ctx.make_batch("smoke", batch_size=2).inputs)
 
 
 def _primary(results: LagProfileResult) -> int:

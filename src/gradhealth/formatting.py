@@ -170,6 +170,9 @@ def format_report(report: Report) -> str:
         f"({format_number(model.get('parameters'))} parameters), K = {cfg.get('seq_len')}"
     )
     lines = [head]
+    output = model.get("output")
+    if output not in (None, "sequence"):
+        lines.append(f"output: {output} (the loss sits on it; lags count back from the last input step)")
     if len(report.directions) > 1:
         lines.append(f"verdict: {report.verdict.upper()} (worst of {len(report.directions)} directions)")
         for result in report.directions:

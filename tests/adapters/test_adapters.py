@@ -61,7 +61,7 @@ def test_embedding_name_must_exist_and_be_an_embedding() -> None:
         adapt(model, gradhealth.Layout(embedding="1"))
 
 
-def test_last_step_only_output_is_explained() -> None:
+def test_last_step_only_output_is_probed_as_sequence_to_one() -> None:
     class LastStep(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -70,8 +70,13 @@ def test_last_step_only_output_is_explained() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.rnn(x)[0][:, -1]
 
-    with pytest.raises(AdapterError, match="seems to return only the last step"):
-        quick(LastStep())
+    torch.manual_seed(0)
+    model = LastStep()
+    report = quick(model)
+    assert report.model["output"] == "sequence-to-one"
+    # the same numbers as the full-sequence model with the loss at its last step
+    full = quick(model.rnn)
+    assert report.profile.g == full.profile.g
 
 
 def test_time_major_output_suggests_batch_first_false() -> None:
@@ -118,8 +123,8 @@ def test_output_selectors_index_key_attribute_callable() -> None:
 
 
 def test_output_selector_errors_show_what_the_model_returned() -> None:
-    with pytest.raises(AdapterError, match=r"returned \{'a': Tensor\(2, 4\)\}, which holds no 3-D"):
-        quick(lambda x: {"a": x[:, 0]}, input_size=4, seq_len=2, burn_in=0)
+    with pytest.raises(AdapterError, match=r"returned \{'a': Tensor\(4,\)\}, which holds no 3-D"):
+        quick(lambda x: {"a": x[0, 0]}, input_size=4, seq_len=2, burn_in=0)
     with pytest.raises(AdapterError, match=r"output selector 'missing' does not fit"):
         quick(lambda x: {"a": x}, input_size=2, layout=gradhealth.Layout(output="missing"))
 
@@ -141,12 +146,16 @@ def test_model_error_is_one_line_with_input_shape_and_hint() -> None:
         quick(lambda x: x @ weight, input_size=4, seq_len=3, dtype="float64")
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith("calling function on input of shape [2, 3, 4] (float64) failed: RuntimeError: ")
+    # three steps first, then the probe length (burn-in 3 + K 3 + 1), whose failure is reported
+    assert message.startswith("calling function on input of shape [2, 7, 4] (float64) failed: RuntimeError: ")
     assert "check input_size" in message
 
 
 def test_input_size_mismatch_and_missing() -> None:
-    with pytest.raises(ConfigError, match=r"invalid input_size 5 from argument: the model takes 4 features"):
+    # the user's value wins over the model's own (issue 12): a wrong one fails with the model's error
+    with pytest.raises(
+        ModelCallError, match=r"Expected 4, got 5; the model.s input size reads 4 \(from LSTM.input_size\)"
+    ):
         quick(nn.LSTM(4, 3), input_size=5)
     with pytest.raises(ConfigError, match=r"cannot infer the input size of function; pass input_size="):
         quick(lambda x: x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import copy
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,15 @@ __all__ = [
     "AdapterOutput",
     "Direction",
     "Layout",
+    "accepts_keyword",
     "cast_module",
     "cast_tensor",
     "complex_dtype_for",
+    "deep_copy",
     "describe_value",
     "infer_input_size",
+    "input_size_source",
+    "owning_module",
     "select_output",
 ]
 
@@ -44,6 +49,12 @@ OUTPUT_KEYS = ("output", "outputs", "last_hidden_state", "hidden_states", "logit
 #: Method names that mark a model keeping state between calls; called before and after every probe run.
 RESET_METHODS = ("reset_state", "reset_states", "reset_hidden")
 
+#: Attributes of the model ITSELF read as its features per step, before any inner layer is consulted.
+_OWN_INPUT_SIZE = ("input_size", "input_dim", "in_features", "in_channels", "n_features", "num_features", "d_input")
+
+#: What ``Layout.call`` returns: the positional and keyword arguments of one model call.
+CallArguments = tuple[tuple[Any, ...], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -51,10 +62,12 @@ class Layout:
 
     Attributes:
         batch_first: ``True`` for ``[B, T, D]``, ``False`` for time-major ``[T, B, D]``; ``None`` reads the
-            module's own ``batch_first`` where it has one, else assumes ``True``.
+            model's own ``batch_first`` attribute where it has one, else finds the time axis from a short probe
+            call (the input axis the output mixes along), and refuses to guess when both axes mix.
         input_arg: positional index or keyword name of the sequence argument of ``forward``.
         output: picks the sequence from what the model returns: an index, a key/attribute name, or a callable.
-            ``None`` takes the tensor itself, or the first 3-D tensor of a tuple, dict or dataclass.
+            ``None`` takes the tensor itself, or the first 3-D (else 2-D) batch tensor of a tuple, dict or
+            dataclass. A ``[B, O]`` output is one value per sequence (sequence-to-one): the loss sits on it.
         token_input: ``True`` if the model takes token ids (gradient at the embedding output); ``None`` decides
             by whether the model contains an ``nn.Embedding``.
         embedding: dotted name of the embedding submodule whose output receives the gradient.
@@ -62,6 +75,19 @@ class Layout:
         reset: method name or callable ``(model) -> None`` that clears a stateful model's carried state;
             ``None`` calls ``reset_state``/``reset_states``/``reset_hidden`` when the model has one.
         forward_kwargs: extra keyword arguments passed to every call.
+        call: builds one model call from the probe sequence: a callable ``x -> (args, kwargs)`` (or ``x ->
+            args`` as a tuple) for models whose forward takes a dict, a dataclass or namedtuple, several
+            tensors or batch-dependent arguments (``lengths`` of packed sequences). ``x`` is the probe tensor
+            (``[B, T, D]``, or ``[T, B, D]`` for a time-major model; ``[B, D]`` per step with
+            ``step_per_call``); the gradient is taken at it, so build every input the model reads from ``x``.
+            Replaces ``input_arg``; ``forward_kwargs`` are still added.
+        forecast_step: for a forecaster whose output's time axis is its forecast horizon (``[B, h, O]`` or
+            ``[B, h]``), the horizon step the loss sits at (0 is the first forecast step; negative counts from
+            the end). The lag profile is then measured back from the end of the input.
+        step_per_call: ``True`` for a streaming model that takes ONE step per call (``x_t``: ``[B, D]``) and
+            carries its state in attributes: it is called once per step over the sequence (reset before and
+            after, see ``reset``), and the gradient flows through the carried state. Works for TorchScript
+            modules (no hooks are used).
     """
 
     batch_first: bool | None = None
@@ -72,6 +98,9 @@ class Layout:
     bidirectional: bool = False
     reset: str | Callable[[Any], None] | None = None
     forward_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    call: Callable[[torch.Tensor], CallArguments | tuple[Any, ...]] | None = None
+    forecast_step: int | None = None
+    step_per_call: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data description for the report (callables shown by name)."""
@@ -120,6 +149,9 @@ class AdapterOutput:
     grad_input: torch.Tensor
     output: torch.Tensor
     is_time_major: bool = False
+    #: the output is ``[B, 1, O]``: one value for the whole sequence (sequence-to-one, or one forecast step);
+    #: its loss step is the last input step.
+    last_only: bool = False
 
     def batch_first_grad(self, grad: torch.Tensor) -> torch.Tensor:
         """A gradient with respect to ``grad_input``, as ``[B, T, D]``."""
@@ -152,8 +184,11 @@ def _candidates(value: Any) -> Iterator[Any]:
         yield from (getattr(value, k) for k in names)
 
 
-def select_output(value: Any, selector: OutputSelector | None) -> torch.Tensor:
+def select_output(value: Any, selector: OutputSelector | None, batch: int | None = None) -> torch.Tensor:
     """Pick the output sequence out of whatever a model returns.
+
+    Without a selector: the tensor itself, else (in a tuple, dict or dataclass) the first 3-D tensor whose
+    first axis is the batch, then the first 2-D one (one value per sequence), then the first 3-D tensor.
 
     Raises:
         AdapterError: nothing fits; the message shows what the model returned and how to choose.
@@ -169,7 +204,10 @@ def select_output(value: Any, selector: OutputSelector | None) -> torch.Tensor:
         elif isinstance(value, torch.Tensor):
             picked = value
         else:
-            found = [c for c in _candidates(value) if isinstance(c, torch.Tensor) and c.dim() == 3]
+            tensors = [c for c in _candidates(value) if isinstance(c, torch.Tensor)]
+            found = [c for c in tensors if c.dim() == 3 and batch in (None, c.shape[0])]
+            found += [c for c in tensors if c.dim() == 2 and batch is not None and c.shape[0] == batch]
+            found += [c for c in tensors if c.dim() == 3]
             if not found:
                 raise AdapterError(
                     f"the model returned {describe_value(value)}, which holds no 3-D [batch, time, features] "
@@ -208,17 +246,81 @@ def cast_module(module: nn.Module, dtype: torch.dtype, device: torch.device) -> 
 
 
 def infer_input_size(module: nn.Module) -> int | None:
-    """Features per step: the first (sub)module, in registration order, that tells: an integer ``input_size``
-    attribute (recurrent layers, and the convention for custom ones), a linear or a 1-d convolution layer."""
-    for sub in module.modules():
+    """Features per step (see :func:`input_size_source`)."""
+    return input_size_source(module)[0]
+
+
+def input_size_source(module: nn.Module) -> tuple[int | None, str | None]:
+    """Features per step, and where the number came from.
+
+    The model's own interface first: an integer attribute of the model itself (``input_size``, the convention
+    of recurrent layers and custom ones, or ``input_dim``, ``in_features``, ``in_channels``, ``n_features``,
+    ``num_features``, ``d_input``), or the model being a linear or 1-d convolution layer. Only
+    then the first submodule, in registration order, that tells; such a guess is checked by the smoke call,
+    and the error says where it came from (an inner layer may take other features than the model).
+    """
+    for attr in _OWN_INPUT_SIZE:
+        own = getattr(module, attr, None)
+        if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+            return own, f"{type(module).__name__}.{attr}"
+    for name, sub in module.named_modules():
+        where = f"{type(module).__name__}" if not name else f"inner layer {name!r} ({type(sub).__name__})"
         own = getattr(sub, "input_size", None)
         if isinstance(own, int) and not isinstance(own, bool):
-            return own
+            return own, f"{where}.input_size"
         if isinstance(sub, nn.Linear):
-            return int(sub.in_features)
+            return int(sub.in_features), f"{where}.in_features"
         if isinstance(sub, nn.Conv1d):
-            return int(sub.in_channels)
-    return None
+            return int(sub.in_channels), f"{where}.in_channels"
+    return None, None
+
+
+def accepts_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` (a module's forward or any callable) has a parameter named ``name``."""
+    target = fn.forward if isinstance(fn, nn.Module) else fn
+    try:
+        return name in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def deep_copy(model: Any) -> Any:
+    """``copy.deepcopy`` of a model; tensor attributes still carrying an autograd graph (state kept after a
+    training step) are detached on the copy (deepcopy refuses non-leaf tensors).
+
+    Raises:
+        AdapterError: the model cannot be copied; names the attribute where known.
+    """
+    memo: dict[int, Any] = {}
+    root = owning_module(model)
+    if root is not None and not isinstance(root, torch.jit.ScriptModule):
+        for module in root.modules():
+            for value in vars(module).values():
+                for tensor in value if isinstance(value, (list, tuple)) else (value,):
+                    if isinstance(tensor, torch.Tensor) and tensor.grad_fn is not None:
+                        memo[id(tensor)] = tensor.detach().clone()
+    try:
+        with torch.no_grad():  # a TorchScript module's copy would otherwise clone its parameters into non-leaves
+            return copy.deepcopy(model, memo)
+    except Exception as exc:
+        raise AdapterError(
+            f"cannot make a probe copy of {type(model).__name__}: {type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or [''])[0]}; make the model deep-copyable (no open files, locks or "
+            "graph-holding tensors in containers), or clear its state before the audit",
+            model=model,
+        ) from exc
+
+
+def owning_module(fn: Any) -> nn.Module | None:
+    """The module behind a model: the module itself, the instance of a bound method (``model.step``), or the
+    step of a :class:`~gradhealth.Unrolled`; ``None`` for an opaque callable."""
+    if isinstance(fn, nn.Module):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, nn.Module):
+        return owner
+    step = getattr(fn, "step", None)
+    return owning_module(step) if step is not None and step is not fn else None
 
 
 class Adapter(abc.ABC):
@@ -226,6 +328,8 @@ class Adapter(abc.ABC):
 
     Subclasses implement :meth:`_forward`; the base class validates shapes, turns the model's own exceptions
     into :class:`ModelCallError` with the input shape and a hint, and handles copying to a probe dtype/device.
+    A model returning one value per sequence (``[B, O]``: classifiers, encoders returning their final state) is
+    sequence-to-one: its output counts as the last step's (``AdapterOutput.last_only``).
     """
 
     #: short family name shown in reports, e.g. ``"torch.nn.LSTM"``.
@@ -234,17 +338,24 @@ class Adapter(abc.ABC):
     def __init__(self, model: Any, layout: Layout) -> None:
         self.model = model
         self.layout = layout
+        #: what the last call returned: ``sequence``, ``sequence-to-one`` or ``forecast step s of h``.
+        self.output_kind: str | None = None
 
     # -- what the probes read -------------------------------------------------------------------------------
     @property
     def module(self) -> nn.Module | None:
-        """The model as an ``nn.Module`` (``None`` for plain callables)."""
-        return self.model if isinstance(self.model, nn.Module) else None
+        """The model as an ``nn.Module`` (the instance of a bound method too; ``None`` for opaque callables)."""
+        return owning_module(self.model)
 
     @property
     def input_size(self) -> int | None:
         """Features per step the model expects, when the model tells."""
         return None
+
+    @property
+    def input_size_source(self) -> str | None:
+        """Where :attr:`input_size` was read, for the report and error messages."""
+        return f"{type(self.model).__name__}.input_size" if self.input_size is not None else None
 
     @property
     def vocab_size(self) -> int | None:
@@ -280,8 +391,10 @@ class Adapter(abc.ABC):
             "architecture": self.architecture,
             "parameters": n_params,
             "input_size": self.input_size,
+            "input_size_source": self.input_size_source,
             "vocab_size": self.vocab_size,
             "batch_first": self.batch_first,
+            "output": self.output_kind,
             "directions": [d.name for d in self.directions()],
             "layout": self.layout.to_dict(),
         }
@@ -292,7 +405,7 @@ class Adapter(abc.ABC):
 
         Raises:
             ModelCallError: the model raised; the message carries the input shape and the cause.
-            AdapterError: the output is not a ``[B, T, O]`` sequence.
+            AdapterError: the output is neither a ``[B, T, O]`` sequence nor one ``[B, O]`` value per sequence.
         """
         try:
             result = self._forward(inputs)
@@ -300,35 +413,56 @@ class Adapter(abc.ABC):
             raise
         except Exception as exc:
             raise ModelCallError(self._call_failure(inputs, exc), model=self.model) from exc
-        self._check_output(inputs, result.output)
-        return result
+        return self._shape_output(inputs, result)
 
     @abc.abstractmethod
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
         """Call the model; return the gradient-input tensor and the batch-first output."""
 
+    def prepare(self, make_inputs: Callable[[int, int], torch.Tensor]) -> None:
+        """Settle what only a call can tell, on the probe copy (``make_inputs(batch, steps)`` draws inputs);
+        the base class has nothing to settle."""
+        return None
+
     def reset_state(self) -> None:
         """Clear the state a stateful model carries between calls (no-op for stateless models)."""
         reset = self.layout.reset
+        target = self.model
         if callable(reset):
-            reset(self.model)
+            reset(target)
             return
         names = (reset,) if isinstance(reset, str) else RESET_METHODS
-        for name in names:
-            method = getattr(self.model, name, None)
-            if callable(method):
-                method()
-                return
+        for owner in dict.fromkeys(o for o in (target, self.module) if o is not None):
+            for name in names:
+                method = getattr(owner, name, None)
+                if callable(method):
+                    method()
+                    return
         if isinstance(reset, str):
             raise AdapterError(f"layout.reset names {reset!r}, but {type(self.model).__name__} has no such method")
 
+    def has_reset(self) -> bool:
+        """Whether a reset is declared or the model has a reset method."""
+        if self.layout.reset is not None:
+            return True
+        owners = [o for o in (self.model, self.module) if o is not None]
+        return any(callable(getattr(o, name, None)) for o in owners for name in RESET_METHODS)
+
     def materialize(self, dtype: torch.dtype, device: torch.device) -> Adapter:
         """Return an adapter over a deep copy of the model in ``dtype`` on ``device``; the user's model is
-        never touched. Plain callables cannot be copied and are used as they are."""
+        never touched. Modules, bound methods of modules and :class:`~gradhealth.Unrolled` step functions are
+        copied (tensor attributes holding an autograd graph are detached on the copy); an opaque callable
+        (a function or closure) cannot be copied and is used as it is."""
         model = self.model
-        if isinstance(model, nn.Module) or hasattr(model, "to_probe"):
-            model = copy.deepcopy(model)
-            model = model.to_probe(dtype, device) if hasattr(model, "to_probe") else cast_module(model, dtype, device)
+        if owning_module(model) is not None or hasattr(model, "to_probe"):
+            model = deep_copy(model)
+            if hasattr(model, "to_probe"):
+                model = model.to_probe(dtype, device)
+            else:
+                owner = owning_module(model)
+                assert owner is not None
+                cast = cast_module(owner, dtype, device)
+                model = cast if model is owner else model
         clone = copy.copy(self)
         clone.model = model
         return clone
@@ -338,28 +472,64 @@ class Adapter(abc.ABC):
         first_line = (str(exc).strip().splitlines() or [""])[0]
         name = type(self.model).__name__
         hint = "check input_size (or pass it), the layout, and that the model runs on this input by hand"
+        source = self.input_size_source
+        if source is not None and self.vocab_size is None:
+            hint = f"the model's input size reads {self.input_size} (from {source}); " + hint
         return (
             f"calling {name} on input of shape {list(inputs.shape)} ({str(inputs.dtype).removeprefix('torch.')}) "
             f"failed: {type(exc).__name__}: {first_line}; {hint}"
         )
 
-    def _check_output(self, inputs: torch.Tensor, out: torch.Tensor) -> None:
+    def _shape_output(self, inputs: torch.Tensor, result: AdapterOutput) -> AdapterOutput:
         batch, steps = inputs.shape[0], inputs.shape[1]
+        out = result.output
         name = type(self.model).__name__
+        step = self.layout.forecast_step
+        if step is not None:
+            if out.dim() == 2 and out.shape[0] == batch:
+                out = out.unsqueeze(-1)
+            if out.dim() != 3 or out.shape[0] != batch:
+                raise AdapterError(
+                    f"layout.forecast_step={step}: {name} returned {tuple(out.shape)}, not a [batch={batch}, "
+                    "horizon, features] forecast; pick it with layout=gradhealth.Layout(output=...)"
+                )
+            horizon = out.shape[1]
+            if not -horizon <= step < horizon:
+                raise AdapterError(
+                    f"layout.forecast_step={step} is outside the forecast horizon of {horizon} steps of {name}"
+                )
+            self.output_kind = f"forecast step {step % horizon} of {horizon}"
+            return self._last_only(result, out[:, step : step + 1 if step != -1 else None])
         if out.dim() == 3 and out.shape[0] == batch and out.shape[1] == steps:
-            return
-        if out.dim() == 2 and out.shape[0] == batch:
-            raise AdapterError(
-                f"{name} returned {tuple(out.shape)} for {batch} sequences of {steps} steps: it seems to return "
-                "only the last step; gradhealth needs the output at every step ([batch, time, features]); "
-                "pass layout=gradhealth.Layout(output=...) to pick the sequence"
-            )
+            self.output_kind = "sequence"
+            return result
+        if out.dim() == 2 and out.shape[0] == batch and out.shape[1] == steps:
+            self.output_kind = "sequence"  # one scalar per step
+            return dataclasses.replace(result, output=out.unsqueeze(-1))
+        if out.dim() in (1, 2) and out.shape[0] == batch:
+            self.output_kind = "sequence-to-one"
+            return self._last_only(result, out.reshape(batch, 1, -1))
         if out.dim() == 3 and out.shape[0] == steps and out.shape[1] == batch:
             raise AdapterError(
                 f"{name} returned {tuple(out.shape)}, which looks time-major; pass "
                 "layout=gradhealth.Layout(batch_first=False)"
             )
+        if out.dim() == 3 and out.shape[0] == batch:
+            raise AdapterError(
+                f"{name} returned {tuple(out.shape)} for {batch} sequences of {steps} steps: an output time axis "
+                "of another length (a forecast horizon?); pass layout=gradhealth.Layout(forecast_step=...) to put "
+                "the loss at one forecast step"
+            )
         raise AdapterError(
             f"{name} returned a tensor of shape {tuple(out.shape)}, but gradhealth needs [batch={batch}, "
-            f"time={steps}, features]; pass layout=gradhealth.Layout(output=...) or batch_first"
+            f"time={steps}, features] or one [batch={batch}, features] value per sequence; pass "
+            "layout=gradhealth.Layout(output=...) or batch_first"
         )
+
+    def _last_only(self, result: AdapterOutput, out: torch.Tensor) -> AdapterOutput:
+        if len(self.directions()) > 1:
+            raise AdapterError(
+                f"{type(self.model).__name__} returns one value per sequence, which has no backward direction "
+                "of time to probe; leave layout.bidirectional unset"
+            )
+        return dataclasses.replace(result, output=out, last_only=True)

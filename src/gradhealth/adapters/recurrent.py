@@ -16,6 +16,8 @@ from gradhealth.adapters.base import (
     cast_module,
     cast_tensor,
     infer_input_size,
+    input_size_source,
+    owning_module,
     select_output,
 )
 from gradhealth.errors import AdapterError
@@ -79,7 +81,7 @@ class RecurrentModuleAdapter(Adapter):
         x = inputs if self.batch_first else inputs.transpose(0, 1)
         value = self.model(x)
         out = value[0] if self.layout.output is None else select_output(value, self.layout.output)
-        return AdapterOutput(inputs, out if self.batch_first else out.transpose(0, 1))
+        return AdapterOutput(inputs, out if self.batch_first or out.dim() != 3 else out.transpose(0, 1))
 
 
 class CellAdapter(Adapter):
@@ -146,8 +148,9 @@ class Unrolled:
 
     def to_probe(self, dtype: torch.dtype, device: torch.device) -> Unrolled:
         """Cast the step module and any tensor initial state (called on a deep copy)."""
-        if isinstance(self.step, nn.Module):
-            self.step = cast_module(self.step, dtype, device)
+        owner = owning_module(self.step)
+        if owner is not None:
+            cast_module(owner, dtype, device)
         if isinstance(self.init_state, torch.Tensor):
             self.init_state = cast_tensor(self.init_state, dtype, device)
         return self
@@ -163,26 +166,48 @@ class Unrolled:
 
 
 class UnrolledAdapter(Adapter):
-    """Drives an :class:`Unrolled` step function."""
+    """Drives an :class:`Unrolled` step function.
+
+    The same guarantees as a module: a step that is an ``nn.Module`` or a bound method of one is probed on a
+    deep copy, in eval mode, in the probe dtype; ``layout.reset`` (or the module's own reset method) runs
+    before and after every sequence.
+    """
 
     family = "gradhealth.Unrolled"
 
     @property
     def module(self) -> nn.Module | None:
-        step = self.model.step
-        return step if isinstance(step, nn.Module) else None
+        return owning_module(self.model.step)
 
     @property
     def input_size(self) -> int | None:
         if self.model.input_size is not None:
             return int(self.model.input_size)
-        step = self.model.step
-        return infer_input_size(step) if isinstance(step, nn.Module) else None
+        module = self.module
+        return infer_input_size(module) if module is not None else None
+
+    @property
+    def input_size_source(self) -> str | None:
+        if self.model.input_size is not None:
+            return "Unrolled(input_size=...)"
+        module = self.module
+        return input_size_source(module)[1] if module is not None else None
+
+    def reset_state(self) -> None:
+        reset = self.layout.reset
+        if callable(reset):
+            reset(self.module if self.module is not None else self.model)
+            return
+        super().reset_state()
 
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
-        state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
-        outputs = []
-        for t in range(inputs.shape[1]):
-            y, state = self.model.step(inputs[:, t], state)
-            outputs.append(y)
+        self.reset_state()
+        try:
+            state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
+            outputs = []
+            for t in range(inputs.shape[1]):
+                y, state = self.model.step(inputs[:, t], state)
+                outputs.append(y)
+        finally:
+            self.reset_state()
         return AdapterOutput(inputs, torch.stack(outputs, dim=1))

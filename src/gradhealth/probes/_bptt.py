@@ -195,7 +195,8 @@ def _direction_norms(
     stream: str,
     flush: bool,
 ) -> LagNorms:
-    y_t = direction.select(out.output)[:, 0 if direction.is_reverse else total - 1]
+    # the last output step is the loss step (T - 1, or the one value of a sequence-to-one model)
+    y_t = direction.select(out.output)[:, 0 if direction.is_reverse else -1]
     output_is_finite = bool(torch.isfinite(y_t).all())
     v = _seed(ctx, stream, y_t)
     floor = resolution_floor(ctx.dtype_name)

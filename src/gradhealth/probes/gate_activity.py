@@ -24,6 +24,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import LayerWeights, driven_runs, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
@@ -204,8 +205,8 @@ class GateActivity(Probe):
             if median < 3:
                 gate = "forget" if ts.gate == "f" else "update"
                 message = (
-                    f"{layer.layer}: median {gate}-gate timescale 1/(1-{ts.gate}) is {median:.3g} steps "
-                    f"(max {ts.quantiles['max']:.3g})"
+                    f"{layer.layer}: median {gate}-gate timescale 1/(1-{ts.gate}) is {format_number(median)} steps "
+                    f"(max {format_number(ts.quantiles['max'])})"
                 )
                 found.append(
                     make_finding("GH301", message, probe=self.name, layer=layer.layer, median_timescale=median)

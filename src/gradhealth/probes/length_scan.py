@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.metrics import linear_fit
 from gradhealth.probes._bptt import input_gradient_norms
 from gradhealth.probes.base import Probe, ProbeContext
@@ -113,7 +114,8 @@ class LengthScan(Probe):
             gain = usable[-1].first_input_norm / usable[0].first_input_norm
             if gain >= ctx.config.explode_threshold:
                 message = (
-                    f"∂L/∂x_0 grows as e^({result.growth_rate:.3g} T): {gain:.3g}x from T = {usable[0].length} to "
+                    f"∂L/∂x_0 grows as e^({format_number(result.growth_rate)} T): {format_number(gain)}x from T = "
+                    f"{usable[0].length} to "
                     f"T = {usable[-1].length}"
                 )
                 found.append(make_finding("GH401", message, probe=self.name, growth_rate=result.growth_rate, gain=gain))

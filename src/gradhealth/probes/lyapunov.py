@@ -25,6 +25,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import (
     driven_runs,
     find_recurrent_layers,
@@ -192,8 +193,8 @@ class Lyapunov(Probe):
         for entry in result.layers:
             if entry.exponents and entry.exponents[0] > 0:
                 message = (
-                    f"{entry.layer}: top Lyapunov exponent λ1 = {entry.exponents[0]:.3g} per step > 0: nearby "
-                    f"trajectories separate by e^{entry.exponents[0]:.3g} per step"
+                    f"{entry.layer}: top Lyapunov exponent λ1 = {format_number(entry.exponents[0])} per step > 0: "
+                    f"nearby trajectories separate by e^{format_number(entry.exponents[0])} per step"
                 )
                 found.append(
                     make_finding("GH203", message, probe=self.name, direction=entry.direction, layer=entry.layer,

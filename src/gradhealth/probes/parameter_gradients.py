@@ -27,8 +27,9 @@ import torch
 from torch.nn import functional as F
 
 from gradhealth.adapters import Adapter
-from gradhealth.errors import ConfigError
+from gradhealth.errors import AdapterError, ConfigError
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._bptt import SavedDenormals, backward_scope, sample_norms
 from gradhealth.probes._recurrent import GATE_NAMES, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
@@ -61,7 +62,9 @@ class GroupStat:
     """One layer and direction (or owning submodule): its parameters together.
 
     Attributes:
-        status: ``ok``, ``starved``, ``flooded``, ``non_finite`` or ``no_gradient``.
+        status: ``ok``, ``starved``, ``flooded``, ``non_finite``, ``no_gradient``, or ``zero_weight`` (every
+            weight of the group is zero, e.g. a norm scale initialised to zero: the gradient/weight ratio is
+            undefined, so the group is compared with nothing).
         blocks: per gate block of an LSTM/GRU layer: ``grad_norm``, ``param_norm``, ``ratio``.
         starved_blocks: gate blocks whose ratio is below 1/100 of the layer's median block.
     """
@@ -138,13 +141,13 @@ class ParameterGradients(Probe):
 
     def skip_reason(self, adapter: Adapter) -> str | None:
         module = adapter.module
-        if module is None or not any(p.is_floating_point() for p in module.parameters()):
-            return "the model has no floating-point parameters"
+        if module is None or not any(p.is_floating_point() or p.is_complex() for p in module.parameters()):
+            return "the model has no floating-point or complex parameters"
         return None
 
     def run(self, ctx: ProbeContext) -> ParameterGradientsResult:
         assert ctx.module is not None
-        named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point()]
+        named = [(n, p) for n, p in ctx.module.named_parameters() if p.is_floating_point() or p.is_complex()]
         batch, task_name, notes = self._batch(ctx)
         size = batch.inputs.shape[0]
         chunks = torch.arange(size).tensor_split(min(self.splits or ctx.config.gradient_splits, size))
@@ -192,6 +195,8 @@ class ParameterGradients(Probe):
 
     def _loss(self, ctx: ProbeContext, batch: TaskBatch, idx: torch.Tensor, task: str) -> torch.Tensor:
         y = ctx.adapter.run(batch.inputs[idx]).output
+        if y.is_complex():
+            y = torch.view_as_real(y).flatten(-2)  # real and imaginary parts as features
         features = y.shape[-1]
         if task == "adding":
             assert batch.targets is not None
@@ -202,6 +207,11 @@ class ParameterGradients(Probe):
             assert batch.target_mask is not None
             readout = ctx.randn(f"{self.name}/readout", (features, ctx.input_size), like=y) / math.sqrt(features)
             mask = batch.target_mask[idx]
+            if y.shape[1] != mask.shape[1]:
+                raise AdapterError(
+                    "the copy task needs the output at every step, and this model returns one value per sequence; "
+                    "use the adding task (parameter_gradients task='adding')"
+                )
             return F.cross_entropy(y[mask] @ readout, batch.targets[idx][mask])
         v = ctx.randn(f"{self.name}/v", (batch.inputs.shape[0], features), like=y)[idx]
         return (y[:, -1] * v).sum() / len(idx)
@@ -245,7 +255,9 @@ class ParameterGradients(Probe):
             block_ratios = [r for b in gs.blocks.values() if (r := b["ratio"]) is not None and r > 0]
             if block_ratios:
                 mid = sorted(block_ratios)[len(block_ratios) // 2]
-                gs.starved_blocks = [k for k, b in gs.blocks.items() if (b["ratio"] or 0.0) < mid / SPREAD]
+                gs.starved_blocks = [
+                    k for k, b in gs.blocks.items() if (r := b["ratio"]) is not None and r < mid / SPREAD
+                ]
         self._flag(list(groups.values()))
         return params, list(groups.values())
 
@@ -269,11 +281,15 @@ class ParameterGradients(Probe):
         for g in groups:
             if g.nonfinite:
                 g.status = "non_finite"
-            elif g.status == "no_gradient" or mid is None:
+            elif g.status == "no_gradient":
                 continue
-            elif (g.ratio or 0.0) < mid / SPREAD:
+            elif g.param_norm == 0.0:
+                g.status = "zero_weight"  # no ratio: neither starved nor flooded
+            elif mid is None or g.ratio is None:
+                continue
+            elif g.ratio < mid / SPREAD:
                 g.status = "starved"
-            elif (g.ratio or 0.0) > mid * SPREAD:
+            elif g.ratio > mid * SPREAD:
                 g.status = "flooded"
 
     def findings(self, result: ParameterGradientsResult, ctx: ProbeContext) -> list[Finding]:
@@ -285,7 +301,10 @@ class ParameterGradients(Probe):
         for g in result.groups:
             if g.status in ("starved", "flooded"):
                 code = "GH102" if g.status == "starved" else "GH103"
-                message = f"{g.group}: gradient/weight norm ratio {g.ratio:.3g} is {g.status} against the other layers"
+                message = (
+                    f"{g.group}: gradient/weight norm ratio {format_number(g.ratio)} is {g.status} against the "
+                    "other layers"
+                )
                 found.append(make_finding(code, message, probe=self.name, group=g.group, ratio=g.ratio))
             if g.starved_blocks:
                 message = f"{g.group}: gate blocks {', '.join(g.starved_blocks)} get under 1/{SPREAD:g} of the others"
@@ -293,8 +312,9 @@ class ParameterGradients(Probe):
         c = result.clip
         if c.would_clip and math.isfinite(c.total_norm):
             message = (
-                f"total gradient norm {c.total_norm:.3g}: clip_grad_norm_(max_norm={c.threshold:g}) would scale it by "
-                f"{c.scale:.3g}; the average norm over sub-batches is {c.suggested_threshold:.3g}"
+                f"total gradient norm {format_number(c.total_norm)}: clip_grad_norm_(max_norm={c.threshold:g}) would "
+                f"scale it by {format_number(c.scale)}; the average norm over sub-batches is "
+                f"{format_number(c.suggested_threshold)}"
             )
             found.append(make_finding("GH104", message, probe=self.name, total_norm=c.total_norm,
                                       suggested_threshold=c.suggested_threshold))  # fmt: skip

@@ -21,6 +21,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import LayerWeights, find_recurrent_layers
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.report import Finding
@@ -194,14 +195,14 @@ class Spectrum(Probe):
             }
             if layer.pascanu_bound >= AMPLIFY_MARGIN:
                 message = (
-                    f"{layer.layer}: σ_max(W_hh) = {layer.recurrent.sigma_max:.3g}, so one step can multiply a "
-                    f"gradient by up to γ·σ_max = {layer.pascanu_bound:.3g}"
+                    f"{layer.layer}: σ_max(W_hh) = {format_number(layer.recurrent.sigma_max)}, so one step can "
+                    f"multiply a gradient by up to γ·σ_max = {format_number(layer.pascanu_bound)}"
                 )
                 found.append(make_finding("GH201", message, probe=self.name, **data))
             elif layer.vanishing_guaranteed:
                 message = (
-                    f"{layer.layer}: γ·σ_max(W_hh) = {layer.pascanu_bound:.3g} < 1, so every gradient path shrinks "
-                    f"at least that much per step"
+                    f"{layer.layer}: γ·σ_max(W_hh) = {format_number(layer.pascanu_bound)} < 1, so every "
+                    f"gradient path shrinks at least that much per step"
                 )
                 found.append(make_finding("GH202", message, probe=self.name, **data))
         return found

@@ -22,6 +22,7 @@ import torch
 
 from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
+from gradhealth.formatting import format_number
 from gradhealth.metrics import resolution_floor, summarize_profile
 from gradhealth.probes._bptt import SavedDenormals, backward_scope, measure_scaled, sample_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
@@ -214,6 +215,6 @@ class StateGradients(Probe):
                 message = f"{p.layer}: ∂L/∂{p.state} is NaN/Inf from lag {p.first_nonfinite_lag}"
                 found.append(make_finding("GH404", message, **where))
             elif p.peak_gain >= ctx.config.explode_threshold:
-                message = f"{p.layer}: ∂L/∂{p.state} grows to {p.peak_gain:.3g}x its lag-0 value within K"
+                message = f"{p.layer}: ∂L/∂{p.state} grows to {format_number(p.peak_gain)}x its lag-0 value within K"
                 found.append(make_finding("GH403", message, **where, peak_gain=p.peak_gain))
         return found
