@@ -130,7 +130,8 @@ def _torch_reason(exc: BaseException) -> str:
         if operand and int(operand.group(1)) < 256:
             import pickletools
 
-            opcode = pickletools.code2op.get(chr(int(operand.group(1))))
+            opcodes: dict[str, Any] = getattr(pickletools, "code2op", {})  # public in practice, untyped
+            opcode = opcodes.get(chr(int(operand.group(1))))
             reason += f" ({opcode.name} opcode)" if opcode else ""
         return reason
     lines = [
