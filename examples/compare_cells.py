@@ -1,4 +1,4 @@
-"""Compare how far gradient reaches back in an RNN, an LSTM, a GRU and a chrono-initialised LSTM.
+"""Compare how far gradient reaches back in an RNN, an LSTM, a GRU, a chrono-initialised LSTM and attention.
 
 Run: python examples/compare_cells.py [--plot cells.png]
 """
@@ -9,6 +9,7 @@ import argparse
 
 import gradhealth
 from gradhealth.demo import build_demo_models
+from gradhealth.formatting import format_number
 
 
 def main() -> None:
@@ -24,7 +25,8 @@ def main() -> None:
     for name, report in reports.items():
         m = report.metrics
         horizon = f"{m.horizon:.0f}" if m.horizon_reached else f"> {args.seq_len}"
-        print(f"{name:12} {report.verdict:10} horizon {horizon:>6} steps  half-life {m.half_life:6.1f} steps")
+        half_life = format_number(m.half_life, " steps")
+        print(f"{name:12} {report.verdict:10} horizon {horizon:>6} steps  half-life {half_life}")
     if args.plot:
         from gradhealth.plot import plot_profiles, save_figure
 

@@ -10,7 +10,17 @@ from typer.testing import CliRunner
 
 import gradhealth
 from gradhealth.cli import app
-from gradhealth.demo import DEMO_MODELS, build_demo_models, demo_sparklines, demo_summary, demo_table, run_demo
+from gradhealth.demo import (
+    DEMO_MODELS,
+    RECURRENT_MODELS,
+    build_demo_models,
+    demo_sparklines,
+    demo_summary,
+    demo_table,
+    learned_delays,
+    remedies_table,
+    run_demo,
+)
 from gradhealth.errors import ConfigError
 
 SMALL = {"seq_len": 40, "hidden_size": 16, "batch_size": 4}
@@ -25,8 +35,12 @@ def test_verdicts(reports: dict[str, gradhealth.Report]) -> None:
     assert list(reports) == list(DEMO_MODELS)
     assert reports["tanh RNN"].verdict == "vanishing"
     assert reports["chrono LSTM"].verdict == "healthy"
-    longest = max(reports, key=lambda name: reports[name].metrics.horizon)
+    longest = max(RECURRENT_MODELS, key=lambda name: reports[name].metrics.horizon)
     assert longest == "chrono LSTM"
+    # attention: one hop to every earlier step, so g(k) stays far above ε at every lag
+    attention = reports["attention"]
+    assert attention.verdict == "healthy" and not attention.metrics.horizon_reached
+    assert min(attention.profile.g) > attention.config["eps"]
     for name in ("tanh RNN", "LSTM", "GRU"):
         assert reports[name].metrics.horizon < SMALL["seq_len"] / 2
 
@@ -100,9 +114,30 @@ def test_cli_demo_writes_plot_and_html(tmp_path: Path) -> None:
     assert "vanishing" in result.stdout and "healthy" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = page.read_text(encoding="utf-8")
-    assert text.startswith("<!DOCTYPE html>") and text.count("data:image/png;base64,") == 5
+    assert text.startswith("<!DOCTYPE html>") and text.count("data:image/png;base64,") == 1 + len(DEMO_MODELS)
 
 
 def test_cli_demo_rejects_short_seq_len() -> None:
     result = CliRunner().invoke(app, ["demo", "--seq-len", "1"])
     assert result.exit_code == 2
+
+
+def test_shipped_learned_delays_and_remedies() -> None:
+    from rich.console import Console
+
+    delays, note = learned_delays()
+    assert set(DEMO_MODELS) <= set(delays)
+    assert "copy task" in note and "bench_trainability.py" in note
+    console = Console(width=160, record=True)
+    console.print(remedies_table())
+    text = console.export_text()
+    assert "orthogonal init" in text and "identity init" in text and "with clipping" in text
+
+
+def test_default_demo_shows_the_learned_delays() -> None:
+    result = CliRunner().invoke(app, ["demo", "--seq-len", "20", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    delays, _ = learned_delays()
+    row = next(line for line in result.stdout.splitlines() if line.startswith("│ chrono LSTM "))
+    assert row.rstrip(" │").endswith(delays["chrono LSTM"])
+    assert "Remedies, measured" in result.stdout

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path, PosixPath
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import typer
@@ -70,6 +71,7 @@ SAMPLES: dict[str, Sample] = {
     "model_kwargs": Sample('{"size": 3}', {"size": 3}),
     "trust": Sample("true", True),
     "allow_global": Sample("pathlib.PosixPath", ("pathlib.PosixPath",)),
+    "inputs": Sample("inputs.npy", "inputs.npy"),
     "nonlinearity": Sample("relu", "relu"),
     "memory_limit": Sample("512MiB", 512 * 2**20, '"512MiB"'),
     "load_timeout": Sample("30", 30.0, "30"),
@@ -106,7 +108,7 @@ def test_every_setting_has_a_sample() -> None:
 @pytest.mark.parametrize("name", cases(table.API))
 def test_api_keyword_reaches_the_engine(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[AuditConfig] = []
-    monkeypatch.setattr(gradhealth.engine, "run_audit", lambda model, config, layout=None: seen.append(config))
+    monkeypatch.setattr(gradhealth.engine, "run_audit", lambda model, config, layout=None, **_: seen.append(config))
     gradhealth.audit(reference.LinearRecurrence(2), **{name: SAMPLES[name].value})
     (config,) = seen
     assert getattr(config, name) == SAMPLES[name].value
@@ -167,6 +169,7 @@ def plan_of(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., An
 
     monkeypatch.chdir(tmp_path)
     torch.save(reference.LinearRecurrence(3).state_dict(), tmp_path / "ckpt.pt")
+    np.save(tmp_path / "inputs.npy", np.zeros((2, 9, 3), dtype=np.float32))
     (tmp_path / BASELINE).write_text(gradhealth.audit(reference.LinearRecurrence(3), seq_len=8, batch_size=2).to_json())
     real = audit_module.plan_audit
     plans: list[Any] = []

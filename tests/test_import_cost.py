@@ -15,6 +15,7 @@ import pytest
         "import gradhealth.report, gradhealth.gates, gradhealth.errors, gradhealth.config, gradhealth.settings",
         "import gradhealth; gradhealth.Report; gradhealth.ConfigError",
         "import gradhealth.render.text",
+        "import gradhealth.pytest_plugin, gradhealth.formatting",
     ],
 )
 def test_no_torch_or_numpy_on_import(statement: str) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         GradhealthError,
         ModelCallError,
         PluginError,
+        ProbeError,
         UnsafeCheckpointError,
     )
     from gradhealth.report import Finding, Report
@@ -42,6 +43,7 @@ __all__ = [
     "Layout",
     "ModelCallError",
     "PluginError",
+    "ProbeError",
     "Report",
     "Unrolled",
     "UnsafeCheckpointError",
@@ -61,6 +63,7 @@ _LAZY: dict[str, str] = {
     "GradhealthError": "gradhealth.errors",
     "ModelCallError": "gradhealth.errors",
     "PluginError": "gradhealth.errors",
+    "ProbeError": "gradhealth.errors",
     "UnsafeCheckpointError": "gradhealth.errors",
 }
 

@@ -22,6 +22,7 @@ __all__ = [
     "Boolean",
     "ByteSize",
     "Choice",
+    "DataFileSpec",
     "FactorySpec",
     "FilePath",
     "HorizonDropText",
@@ -298,6 +299,13 @@ class Text(ValueType):
         if not isinstance(value, str) or not value.strip():
             raise InvalidValueError("must be a non-empty string")
         return value.strip()
+
+
+class DataFileSpec(Text):
+    """A data file, optionally with the name of one array in it: ``FILE[:KEY]`` (not opened here)."""
+
+    __slots__ = ()
+    metavar: ClassVar[str] = "FILE[:KEY]"
 
 
 class FilePath(ValueType):

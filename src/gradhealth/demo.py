@@ -1,9 +1,13 @@
-"""The vanishing-gradient story in one call: four recurrent cells audited side by side on the same task.
+"""The vanishing-gradient story in one call: four recurrent cells and an attention layer audited side by side.
 
-A vanilla tanh RNN, an LSTM and a GRU with PyTorch's default initialisation, and an LSTM with chrono-initialised
-gates (:func:`gradhealth.reference.chrono_lstm`, Tallec & Ollivier 2018), all with the same input and hidden size,
-are probed at the same dependency length K. The three default cells forget within about ten steps; the chrono
-LSTM carries gradient across all K steps. ``gradhealth demo`` prints this; :func:`run_demo` returns the reports.
+A vanilla tanh RNN, an LSTM and a GRU with PyTorch's default initialisation, an LSTM with chrono-initialised
+gates (:func:`gradhealth.reference.chrono_lstm`, Tallec & Ollivier 2018), and one causal self-attention layer
+(:class:`gradhealth.reference.CausalSelfAttention`), all with the same input and hidden size, are probed at the
+same dependency length K. The three default cells forget within about ten steps; the chrono LSTM carries gradient
+across all K steps; attention reaches every earlier step directly, so its profile does not decay at all.
+``gradhealth demo`` prints this, with the longest delay each model learned on the copy task (measured by
+``benchmarks/bench_trainability.py`` and shipped with the package: :func:`learned_delays`); :func:`run_demo`
+returns the reports.
 
     >>> from gradhealth.demo import run_demo
     >>> reports = run_demo(seq_len=60)
@@ -22,14 +26,26 @@ if TYPE_CHECKING:
 
     from gradhealth.report import Report
 
-__all__ = ["DEMO_MODELS", "build_demo_models", "demo_sparklines", "demo_summary", "demo_table", "run_demo"]
+__all__ = [
+    "DEMO_MODELS",
+    "RECURRENT_MODELS",
+    "build_demo_models",
+    "demo_sparklines",
+    "demo_summary",
+    "demo_table",
+    "learned_delays",
+    "remedies_table",
+    "run_demo",
+]
 
+#: The recurrent models of the demo, in display order.
+RECURRENT_MODELS = ("tanh RNN", "LSTM", "GRU", "chrono LSTM")
 #: The models of the demo, in display order.
-DEMO_MODELS = ("tanh RNN", "LSTM", "GRU", "chrono LSTM")
+DEMO_MODELS = (*RECURRENT_MODELS, "attention")
 
 
 def build_demo_models(*, seq_len: int, input_size: int = 8, hidden_size: int = 48, seed: int = 0) -> dict[str, Any]:
-    """Build the four demo models with seeded weights, leaving the global RNG untouched.
+    """Build the five demo models with seeded weights, leaving the global RNG untouched.
 
     Args:
         seq_len: the dependency length K; the chrono LSTM's longest gate timescale is set to it.
@@ -43,7 +59,7 @@ def build_demo_models(*, seq_len: int, input_size: int = 8, hidden_size: int = 4
     import torch
     from torch import nn
 
-    from gradhealth.reference import chrono_lstm
+    from gradhealth.reference import CausalSelfAttention, chrono_lstm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -52,6 +68,7 @@ def build_demo_models(*, seq_len: int, input_size: int = 8, hidden_size: int = 4
             "LSTM": nn.LSTM(input_size, hidden_size, batch_first=True),
             "GRU": nn.GRU(input_size, hidden_size, batch_first=True),
             "chrono LSTM": chrono_lstm(input_size, hidden_size, max(seq_len, 3), seed=seed),
+            "attention": CausalSelfAttention(input_size, hidden_size),
         }
 
 
@@ -65,7 +82,7 @@ def run_demo(
     seed: int = 0,
     probes: str | list[str] = "quick",
 ) -> dict[str, Report]:
-    """Audit the four demo models on the same task and dependency length.
+    """Audit the five demo models on the same task and dependency length.
 
     Args:
         seq_len: the dependency length K (lags 0..K are probed).
@@ -93,8 +110,9 @@ def run_demo(
     }
 
 
-def demo_table(reports: dict[str, Report]) -> Table:
-    """A rich table: one row per model with its verdict, horizon, decay rate and half-life."""
+def demo_table(reports: dict[str, Report], learned: dict[str, str] | None = None) -> Table:
+    """A rich table: one row per model with its verdict, horizon, decay rate and half-life, and the longest delay
+    it learned on the copy task where ``learned`` (from :func:`learned_delays`) has it."""
     from rich.table import Table
 
     from gradhealth.formatting import VERDICT_STYLES, format_horizon, format_number
@@ -107,6 +125,8 @@ def demo_table(reports: dict[str, Report]) -> Table:
     table.add_column("horizon", justify="right")
     table.add_column("decay rate", justify="right")
     table.add_column("half-life", justify="right")
+    if learned is not None:
+        table.add_column("learned delay", justify="right")
     for name, report in reports.items():
         m = report.metrics
         horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
@@ -117,8 +137,28 @@ def demo_table(reports: dict[str, Report]) -> Table:
             horizon,
             format_number(m.decay_rate, "/step"),
             format_number(m.half_life, " steps"),
+            *([learned.get(name, "—")] if learned is not None else []),
         )
     return table
+
+
+def learned_delays() -> tuple[dict[str, str], str]:
+    """The longest delay each demo model (and each remedy) learned on the copy task, as shipped with the package.
+
+    Measured by ``python benchmarks/bench_trainability.py`` at the demo's default sizes (8 inputs, 48 units,
+    seed 0); rerun it to reproduce or refresh. Returns the delays as text by model name (``≥ n``: a lower bound,
+    the search's largest delay was learned), and one line saying how they were measured.
+    """
+    data = _shipped_trainability()
+    settings = data["settings"]
+    delays = {row["model"]: f"{'≥ ' if row['is_lower_bound'] else ''}{row['learned_delay']}" for row in data["rows"]}
+    note = (
+        f"learned delay: the longest delay learned on the copy task (accuracy ≥ {settings['threshold']:g}, "
+        f"{settings['seeds']} seeds, {settings['max_steps']} steps, up to {settings['max_delay']}), from "
+        "benchmarks/bench_trainability.py at hidden size "
+        f"{settings['hidden_size']} (gradhealth.trainability.learnable_delay measures any model)"
+    )
+    return delays, note
 
 
 def demo_sparklines(reports: dict[str, Report], *, width: int = 50) -> str:
@@ -138,7 +178,8 @@ def demo_summary(reports: dict[str, Report]) -> str:
     eps = float(first.config.get("eps", 1e-2))
     vanishing = [name for name, r in reports.items() if r.verdict == "vanishing"]
     short = [r.metrics.horizon for r in reports.values() if r.verdict == "vanishing"]
-    best_name, best = max(reports.items(), key=lambda item: item[1].metrics.horizon)
+    recurrent = {name: r for name, r in reports.items() if name != "attention"} or reports
+    best_name, best = max(recurrent.items(), key=lambda item: item[1].metrics.horizon)
     first_sentence = (
         f"Each row is one model's gradient g(k) flowing back k steps from a loss at the last step, relative to "
         f"lag 0; the horizon is how many steps it stays above ε = {eps:g}, and the task needs K = {k}."
@@ -152,6 +193,8 @@ def demo_summary(reports: dict[str, Report]) -> str:
         )
     else:
         second = f"No model vanishes at this K; the {best_name} keeps gradient longest ({_horizon_words(best)})."
+    if "attention" in reports:
+        second += " Attention reaches every earlier step in one hop, so its profile does not decay with the lag."
     return f"{first_sentence}\n{second}"
 
 
@@ -164,3 +207,43 @@ def _horizon_words(report: Report) -> str:
 
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def remedies_table() -> Table:
+    """The remedies, measured (shipped results of ``benchmarks/bench_trainability.py``): orthogonal and identity
+    initialisation of the tanh RNN (horizon and learned delay against the default), and gradient clipping on an
+    exploding tanh RNN (final and worst training loss without and with ``clip_grad_norm_``)."""
+    import math
+
+    from rich.table import Table
+
+    from gradhealth.formatting import format_number
+
+    data = _shipped_trainability()
+    table = Table(title="Remedies, measured (benchmarks/bench_trainability.py)")
+    table.add_column("remedy")
+    table.add_column("horizon at init", justify="right")
+    table.add_column("learned delay / training loss", justify="right")
+    for row in data["rows"]:
+        if row["model"].startswith("tanh RNN"):
+            learned = f"{'≥ ' if row['is_lower_bound'] else ''}{row['learned_delay']}"
+            horizon = format_number(row["horizon"]) if row["horizon_reached"] else "beyond K"
+            table.add_row(row["model"], horizon, learned)
+    clipping = data["clipping"]
+    for arm in ("without", "with"):
+        losses = clipping["losses"][arm]
+        finite = [v for v in losses if math.isfinite(v)]
+        worst = format_number(max(finite)) if finite else "nan"
+        final = format_number(losses[-1]) if math.isfinite(losses[-1]) else "diverged (NaN)"
+        table.add_row(f"exploding tanh RNN, {arm} clipping", "", f"loss {final}, worst {worst}")
+    return table
+
+
+def _shipped_trainability() -> dict[str, Any]:
+    import json
+    from importlib import resources
+
+    from gradhealth.report import decode_floats
+
+    text = resources.files("gradhealth").joinpath("data").joinpath("trainability.json").read_text("utf-8")
+    return dict(decode_floats(json.loads(text)))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -21,13 +22,14 @@ from gradhealth._state import flush_denormals, preserved_state
 from gradhealth._version import __version__
 from gradhealth.adapters import Adapter, Layout
 from gradhealth.config import AuditConfig
-from gradhealth.errors import ConfigError, ModelCallError
+from gradhealth.errors import AdapterError, ConfigError, GradhealthError, ModelCallError, ProbeError
 from gradhealth.findings import make_finding, sort_findings
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.report import VERDICT_SEVERITY, Finding, Report
+from gradhealth.tasks.data import DataTask, ProbeInputs, probe_window
 
-__all__ = ["audit", "run_audit"]
+__all__ = ["audit", "check_device", "run_audit"]
 
 
 def audit(
@@ -48,6 +50,7 @@ def audit(
     lyapunov_top_k: int | None = None,
     gradient_splits: int | None = None,
     layout: Layout | None = None,
+    inputs: Any = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
 
@@ -73,14 +76,27 @@ def audit(
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
         gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
         layout: how to call the model and read its output, where gradhealth cannot tell.
+        inputs: probe with these sequences instead of a synthetic task: a ``[B, T, D]`` float tensor or array,
+            ``[B, T]`` token ids, a list of them, or an iterable of batches such as a ``DataLoader`` (see
+            :mod:`gradhealth.tasks.data`). The first ``batch_size`` sequences are used; K and the burn-in come
+            from their length T = burn_in + K + 1 (neither given: K = (T - 1) // 2). The report records their
+            shape, dtype and content hash in ``Report.inputs``, never the data.
 
     Returns:
         The :class:`~gradhealth.report.Report`.
 
     Raises:
-        ConfigError: a setting is invalid.
-        AdapterError: the model cannot be driven as a sequence model with this layout.
+        ConfigError: a setting is invalid (including a ``meta`` device or one this machine lacks).
+        AdapterError: the model cannot be driven as a sequence model with this layout, or its tensors are on the
+            ``meta`` device.
         ModelCallError: the model raised when called on the probe input.
+        ProbeError: a probe failed in a way gradhealth did not foresee (naming the probe).
+
+    The model is probed through a deep copy, from which the forward and backward hooks you registered are removed
+    (torch's own, such as ``weight_norm``'s, stay), so they never record probe traffic; your model keeps them.
+    Afterwards Python's ``random``, torch's RNG streams, grad mode, anomaly mode (the probes run with it off: a NaN
+    is reported as the ``non_finite`` verdict, not raised) and every torch thread's denormal mode are as they
+    were.
 
     Example:
         >>> import torch, gradhealth
@@ -104,8 +120,26 @@ def audit(
         "lyapunov_top_k": lyapunov_top_k,
         "gradient_splits": gradient_splits,
     }
+    data = _read_inputs(inputs, given) if inputs is not None else None
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
-    return run_audit(model, config, layout)
+    return run_audit(model, config, layout, inputs=data)
+
+
+def _read_inputs(inputs: Any, given: dict[str, Any]) -> ProbeInputs:
+    """Read the user's sequences and fit ``given``'s lag window, batch size and task to them (in place)."""
+    from gradhealth.settings import SETTINGS
+    from gradhealth.tasks.data import read_inputs
+
+    if given["task"] is not None:
+        raise ConfigError("task", given["task"], "cannot be combined with inputs=: the inputs are the probe")
+    checked = {
+        name: SETTINGS[name].check(given[name], source="argument") if given[name] is not None else None
+        for name in ("seq_len", "burn_in", "batch_size")
+    }
+    data = read_inputs(inputs, limit=checked["batch_size"] or SETTINGS["batch_size"].default)
+    seq_len, burn_in = probe_window(data.seq_len, seq_len=checked["seq_len"], burn_in=checked["burn_in"])
+    given.update(seq_len=seq_len, burn_in=burn_in, batch_size=data.count, task=DataTask.name)
+    return data
 
 
 def _dtype_name(dtype: str | torch.dtype | None) -> str | None:
@@ -124,13 +158,26 @@ def _probes_setting(probes: str | Sequence[str] | None) -> str | tuple[str, ...]
     return tuple(probes)
 
 
-def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> Report:
-    """Run an audit from an already validated :class:`AuditConfig` (what the faces call)."""
+def run_audit(
+    model: Any, config: AuditConfig, layout: Layout | None = None, *, inputs: ProbeInputs | None = None
+) -> Report:
+    """Run an audit from an already validated :class:`AuditConfig` (what the faces call).
+
+    With ``inputs`` (from :func:`gradhealth.tasks.data.read_inputs`), every probe that draws task inputs gets
+    those sequences; ``config.total_len`` must fit in them (see :func:`gradhealth.tasks.data.probe_window`).
+    """
     adapter = plugins.adapt(model, layout)
-    task = plugins.get_task(config.task)
+    task: Any
+    if inputs is None:
+        task = plugins.get_task(config.task)
+    else:
+        task, config = _data_task(inputs, config, adapter)
     probe_list, skipped = _select_probes(config, adapter)
+    _refuse_meta(adapter)
     device = _resolve_device(config, adapter)
-    with preserved_state(model), _cudnn_scope(device):
+    # Anomaly mode off in our own scope: a caller's anomaly mode turns a NaN gradient into an exception, and
+    # non_finite is a verdict to report, not an error.
+    with preserved_state(model), _cudnn_scope(device), torch.autograd.set_detect_anomaly(False):
         # an opaque callable runs as it is (it cannot be copied or put in eval mode): any randomness it draws
         # from the global CPU generator is seeded, so the same settings still give the same numbers
         torch.default_generator.manual_seed(config.seed)
@@ -139,11 +186,24 @@ def run_audit(model: Any, config: AuditConfig, layout: Layout | None = None) -> 
         results: dict[str, Any] = {}
         findings: list[Finding] = list(notes)
         for probe in probe_list:
-            results[probe.name] = probe.run(ctx)
-            findings.extend(probe.findings(results[probe.name], ctx))
+            with _probe_errors(probe.name, adapter):
+                results[probe.name] = probe.run(ctx)
+                findings.extend(probe.findings(results[probe.name], ctx))
     report = _assemble(results, findings, skipped, ctx)
+    report.inputs = inputs.info if inputs is not None else None
     report.findings = sort_findings(report.findings + plugins.extra_findings(report))
     return report
+
+
+def _data_task(inputs: ProbeInputs, config: AuditConfig, adapter: Adapter) -> tuple[DataTask, AuditConfig]:
+    """The task serving the user's sequences, checked against the model and the lag window."""
+    if config.total_len > inputs.seq_len:
+        probe_window(inputs.seq_len, seq_len=config.seq_len, burn_in=config.effective_burn_in)
+    if not inputs.is_tokens and config.input_size is None and adapter.input_size is None:
+        config = dataclasses.replace(config, input_size=int(inputs.tensor.shape[2]))
+    task = DataTask(inputs)
+    task.check_fits(input_size=_input_size(config, adapter), vocab_size=adapter.vocab_size)
+    return task, config
 
 
 def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], dict[str, str]]:
@@ -168,15 +228,61 @@ def _select_probes(config: AuditConfig, adapter: Adapter) -> tuple[list[Probe], 
     return selected, skipped
 
 
-def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:
-    if config.device is not None:
-        try:
-            return torch.device(config.device)
-        except RuntimeError as exc:
-            raise ConfigError("device", config.device, str(exc), source=config.source) from exc
+@contextlib.contextmanager
+def _probe_errors(name: str, adapter: Adapter) -> Iterator[None]:
+    """A probe's unexpected exception becomes a :class:`ProbeError` naming the probe and the model."""
+    try:
+        yield
+    except GradhealthError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ProbeError(
+            f"the {name} probe failed on {type(adapter.model).__name__}: {type(exc).__name__}: {first}; "
+            f"leave it out (probes=...) and report this with the model's description",
+            probe=name,
+        ) from exc
+
+
+def _refuse_meta(adapter: Adapter) -> None:
     module = adapter.module
-    param = next(iter(module.parameters()), None) if module is not None else None
-    return param.device if param is not None else torch.device("cpu")
+    if module is None:
+        return
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    if any(t.is_meta for t in tensors):
+        raise AdapterError(
+            f"{type(adapter.model).__name__} has tensors on the meta device, which hold no values to probe; load "
+            "its weights first (model.to_empty(device='cpu') then load_state_dict)",
+            model=adapter.model,
+        )
+
+
+def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:
+    if config.device is None:
+        module = adapter.module
+        param = next(iter(module.parameters()), None) if module is not None else None
+        return param.device if param is not None else torch.device("cpu")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as exc:
+        raise ConfigError("device", config.device, str(exc).splitlines()[0], source=config.source) from exc
+    check_device(device, source=config.source)
+    return device
+
+
+def check_device(device: torch.device, *, source: str = "argument") -> None:
+    """Refuse a device that cannot hold the probe's numbers: ``meta``, or one this torch build or machine lacks.
+
+    Raises:
+        ConfigError: naming the device and what to use instead.
+    """
+    if device.type == "meta":
+        raise ConfigError("device", str(device), "meta tensors hold no values to probe; use cpu or cuda", source=source)
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:  # torch asserts when it was built without CUDA
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError("device", str(device), f"not usable here ({first}); use cpu", source=source) from exc
 
 
 def _cudnn_scope(device: torch.device) -> contextlib.AbstractContextManager[Any]:

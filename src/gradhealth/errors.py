@@ -15,6 +15,7 @@ __all__ = [
     "MemoryLimitError",
     "ModelCallError",
     "PluginError",
+    "ProbeError",
     "UnsafeCheckpointError",
 ]
 
@@ -81,4 +82,12 @@ class PluginError(GradhealthError, RuntimeError):
     def __init__(self, message: str, *, plugin: str | None = None, hook: str | None = None) -> None:
         self.plugin = plugin
         self.hook = hook
+        super().__init__(message)
+
+
+class ProbeError(GradhealthError, RuntimeError):
+    """A probe failed on a model in a way gradhealth did not foresee; the message names the probe and the model."""
+
+    def __init__(self, message: str, *, probe: str | None = None) -> None:
+        self.probe = probe
         super().__init__(message)

@@ -167,6 +167,14 @@ CATALOGUE: dict[str, FindingSpec] = {
             "measured average norm, lower the recurrent gain (σ_max of W_hh) or the input scale.",
         ),
         FindingSpec(
+            "GH204",
+            "error",
+            "non-finite recurrent weights or state trajectory (NaN or Inf)",
+            "The weights (or the states they produce) hold NaN or Inf, so no spectrum or Lyapunov exponent exists: "
+            "find the update that produced them (a diverged step, a learning rate too high, no gradient "
+            "clipping) and audit an earlier checkpoint.",
+        ),
+        FindingSpec(
             "GH301",
             "warning",
             "memory gates forget within a few steps (forget/update timescale under 3 steps)",

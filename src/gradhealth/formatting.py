@@ -15,13 +15,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gradhealth.report import DirectionResult, Report
+    from gradhealth.report import DirectionResult, InputInfo, Report
 
 __all__ = [
     "VERDICT_COLORS",
     "VERDICT_STYLES",
     "format_bytes",
     "format_horizon",
+    "format_inputs",
+    "format_interval",
     "format_number",
     "format_report",
     "model_label",
@@ -94,6 +96,18 @@ def format_horizon(
         return "∞ (not reached)" if compact else "∞ (not reached within K; g does not decay)"
     value = format_number(horizon, unit, digits)
     return f"≈{value} (extrapolated)" if compact else f"≈{value} (not reached within K; extrapolated)"
+
+
+def format_interval(interval: Sequence[float] | None) -> str:
+    """An interval as ``[low, high]``, or the empty string when there is none.
+
+    >>> format_interval([8.0, 11.5]), format_interval(None)
+    ('[8, 11.5]', '')
+    """
+    if interval is None:
+        return ""
+    low, high = interval
+    return f"[{format_number(low)}, {format_number(high)}]"
 
 
 def model_label(model: Mapping[str, Any]) -> str:
@@ -190,4 +204,13 @@ def format_report(report: Report) -> str:
         f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed") if k in cfg
     )
     lines.append(f"settings: {settings}")
+    if report.inputs is not None:
+        lines.append(f"inputs: {format_inputs(report.inputs)}")
     return "\n".join(lines)
+
+
+def format_inputs(info: InputInfo) -> str:
+    """Where the probe inputs came from: ``val.npy (float32 [32, 41, 2] features, sha256 d68e658de6b166fa)``."""
+    shape = "[" + ", ".join(str(n) for n in info.shape) + "]"
+    kind = info.kind.replace("_", " ")
+    return f"{info.source} ({info.dtype} {shape} {kind}, sha256 {info.sha256})"

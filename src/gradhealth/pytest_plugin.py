@@ -24,16 +24,18 @@ import pytest
 from gradhealth import settings as table
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Callable, Generator
 
     from gradhealth.report import Report
     from gradhealth.testing._auditor import Auditor
 
-__all__ = ["active_item", "item_settings", "record_audit", "session_settings"]
+__all__ = ["active_item", "item_inputs", "item_settings", "record_audit", "session_settings"]
 
 _WORKEROUTPUT_KEY = "gradhealth_audits"
 _PROPERTY = "gradhealth"
 _MARKER = "gradhealth"
+#: The marker argument that gives probe inputs (data, not a setting: it is not in the settings table).
+_INPUTS = "inputs"
 
 #: Layers parsed at configure time, lowest first: ini keys, environment variables, command-line options.
 _LAYERS = pytest.StashKey[list[table.Layer]]()
@@ -49,7 +51,8 @@ def _marker_help() -> str:
     names = ", ".join(s.name for s in table.carried_by(table.MARKER))
     return (
         "gradhealth(**settings): gradient-health audit settings for this test, e.g. seq_len=512, min_horizon=256, "
-        f"fail_on='exploding'. Settings: {names}. They override --gradhealth-* options, GRADHEALTH_* environment "
+        f"fail_on='exploding'. Settings: {names}; and inputs= (probe data, or the name of a fixture giving it). "
+        "They override --gradhealth-* options, GRADHEALTH_* environment "
         "variables and gradhealth_* ini keys; the `gradhealth` fixture and gradhealth.testing use them."
     )
 
@@ -179,11 +182,40 @@ def item_settings(item: pytest.Item) -> table.Resolved:
             raise ConfigError(
                 "marker arguments", marker.args, "use keywords, e.g. gradhealth(seq_len=64)", source=source
             )
-        marker_layers.append(table.parse_layer(marker.kwargs, face=table.MARKER, source=source))
+        values = {name: value for name, value in marker.kwargs.items() if name != _INPUTS}
+        marker_layers.append(table.parse_layer(values, face=table.MARKER, source=source))
     layers: list[table.Layer] = item.config.stash.get(_LAYERS, [])
     settings = table.resolve(table.PYTEST, [*layers, *marker_layers])
     item.stash[_ITEM_SETTINGS] = settings
     return settings
+
+
+def item_inputs(item: pytest.Item, fixture_value: Callable[[str], Any] | None = None) -> Any:
+    """The probe inputs of one test: the closest marker's ``inputs=``, else the ``gradhealth_inputs`` fixture's
+    value when the test uses it, else ``None``.
+
+    A string names a fixture that gives the data (``inputs="val_batch"``); ``fixture_value`` looks it up (the
+    fixture request's ``getfixturevalue``), else the test's own arguments must include it.
+
+    Raises:
+        ConfigError: a named fixture that cannot be found.
+    """
+    marker = next((m for m in item.iter_markers(_MARKER) if _INPUTS in m.kwargs), None)
+    funcargs: dict[str, Any] = getattr(item, "funcargs", {})
+    if marker is None:
+        return funcargs.get("gradhealth_inputs")
+    value = marker.kwargs[_INPUTS]
+    if not isinstance(value, str):
+        return value
+    if fixture_value is not None:
+        return fixture_value(value)
+    if value in funcargs:
+        return funcargs[value]
+    from gradhealth.errors import ConfigError
+
+    raise ConfigError(
+        _INPUTS, value, "no such fixture among the test's arguments: add it to them", source=f"marker on {item.name}"
+    )
 
 
 def record_audit(item: pytest.Item, report: Report, label: str) -> None:
@@ -201,18 +233,28 @@ def record_audit(item: pytest.Item, report: Report, label: str) -> None:
 
 
 @pytest.fixture
-def gradhealth(request: pytest.FixtureRequest) -> Auditor:
+def gradhealth_inputs() -> Any:
+    """Probe inputs for this test's audits: ``None`` (the synthetic task). Override it in a ``conftest.py`` to
+    return validation data (a ``[B, T, D]`` tensor, token ids, a DataLoader...); the ``gradhealth`` fixture then
+    probes with it. A marker's ``inputs=`` wins over it."""
+    return None
+
+
+@pytest.fixture
+def gradhealth(request: pytest.FixtureRequest, gradhealth_inputs: Any) -> Auditor:
     """An auditor configured for this test: ``gradhealth.check(model)`` applies the marker's thresholds,
-    ``gradhealth.audit(model)`` returns the Report."""
+    ``gradhealth.audit(model)`` returns the Report. Its probe inputs are the marker's ``inputs=``, else the
+    ``gradhealth_inputs`` fixture's."""
     from gradhealth.errors import GradhealthError
     from gradhealth.testing._auditor import Auditor
 
     try:
         settings = item_settings(request.node)
+        inputs = item_inputs(request.node, request.getfixturevalue)
     except GradhealthError as exc:
         problem = str(exc)
     else:
-        return Auditor(settings, test=request.node.name)
+        return Auditor(settings, test=request.node.name, inputs=gradhealth_inputs if inputs is None else inputs)
     pytest.fail(problem, pytrace=False)
 
 

@@ -11,6 +11,8 @@ Each has an analytic lag profile under the probe protocol (float64):
   f = σ(b_f): g ≈ f^k for tiny inputs.
 - :func:`constant_update_gru`: ``nn.GRU`` with constant update gate z: h' = (1 - z) n + z h gives g ≈ z^k.
 - :func:`chrono_lstm`: an LSTM with chrono-initialised gate biases (Tallec & Ollivier 2018).
+- :class:`CausalSelfAttention`: one causal self-attention layer without positional encoding: every output reaches
+  every earlier input in one step, so its lag profile does not decay with the lag (no recurrence to vanish).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CausalSelfAttention",
     "DelayLine",
     "LinearRecurrence",
     "chrono_lstm",
@@ -154,3 +157,26 @@ def chrono_lstm(input_size: int, hidden_size: int, max_timescale: int, *, seed: 
                 bias[h : 2 * h] = torch.log(u)
                 bias[:h] = -torch.log(u)
     return lstm
+
+
+class CausalSelfAttention(nn.Module):
+    """One causal self-attention layer (one head, no positional encoding), batch-first ``[B, T, D] -> [B, T, H]``.
+
+    ``y_t = W_o Σ_{s ≤ t} softmax_s(q_t · k_s / sqrt(H)) v_s`` with q, k, v linear maps of the input: the path
+    from x_s to y_t is one step long for every s ≤ t, so the gradient does not decay with the lag k = t - s (it
+    is of order 1/t, spread over the window).
+
+    Args:
+        input_size: features per step D.
+        hidden_size: width H of queries, keys, values and the output.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.qkv = nn.Linear(input_size, 3 * hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return self.out(nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True))

@@ -21,6 +21,7 @@ __all__ = [
     "VERDICT_SEVERITY",
     "DirectionResult",
     "Finding",
+    "InputInfo",
     "LagMetrics",
     "Profile",
     "Report",
@@ -170,6 +171,25 @@ class Finding:
 
 
 @dataclass
+class InputInfo:
+    """Where the probe inputs came from, when the user gave their own: a description, never the data.
+
+    Attributes:
+        source: what was given (``tensor``, ``numpy array``, ``list of 3``, ``DataLoader``, ``val.npz:x``).
+        shape: the shape of the sequences used: ``[N, T, D]`` features or ``[N, T]`` token ids.
+        dtype: their dtype as given (``float32``, ``int64``).
+        kind: ``features`` or ``token_ids``.
+        sha256: the first 16 hex digits of the sha256 of dtype, shape and content: the same data, the same hash.
+    """
+
+    source: str
+    shape: list[int]
+    dtype: str
+    kind: str
+    sha256: str
+
+
+@dataclass
 class Report:
     """The result of one audit.
 
@@ -185,6 +205,7 @@ class Report:
         config: every setting that produced the report.
         model: what the adapter found (class, parameters, input size, directions, ...).
         skipped_probes: probes asked for but not run, with the reason.
+        inputs: the user's probe inputs (``None``: the synthetic ``task`` of ``config``).
     """
 
     verdict: str
@@ -200,6 +221,7 @@ class Report:
     primary_direction: str = "forward"
     gradhealth_version: str = ""
     schema_version: int = SCHEMA_VERSION
+    inputs: InputInfo | None = None
 
     @property
     def is_healthy(self) -> bool:
@@ -253,6 +275,7 @@ class Report:
             primary_direction=data.get("primary_direction", "forward"),
             gradhealth_version=data.get("gradhealth_version", ""),
             schema_version=version,
+            inputs=_build(InputInfo, data["inputs"]) if data.get("inputs") else None,
         )
 
     @classmethod

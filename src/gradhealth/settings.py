@@ -42,6 +42,7 @@ from gradhealth._setting_types import (
     Boolean,
     ByteSize,
     Choice,
+    DataFileSpec,
     FactorySpec,
     FilePath,
     HorizonDropText,
@@ -512,6 +513,16 @@ TABLE: tuple[Setting, ...] = (
         _CLI_ONLY,
         LOADING,
         runs_code=True,
+    ),
+    _setting(
+        "inputs",
+        DataFileSpec(optional=True),
+        None,
+        "probe with the sequences in this file (.npy, .npz, .safetensors, .pt; FILE:KEY names one array): floats "
+        "of shape B, T, D or token ids of shape B, T; seq_len and burn_in come from T unless given",
+        _CLI_ONLY,
+        LOADING,
+        default_text="the synthetic task",
     ),
     _setting(
         "nonlinearity",

@@ -76,13 +76,6 @@ def test_units_from_shapes_and_modules_agree() -> None:
     assert module_units(nn.GRUCell(3, 5)) == (sum(p.numel() for p in nn.GRUCell(3, 5).parameters()), 5)
 
 
-def test_a_huge_layer_index_is_refused_without_building_anything() -> None:
-    state = nn.GRU(3, 4).state_dict()
-    state["weight_hh_l1000000000"] = state["weight_hh_l0"]
-    with pytest.raises(CheckpointError, match="names layer 1000000000, but the state_dict holds only 5 tensors"):
-        state_dict_units(state)
-
-
 def test_views_count_at_their_full_shape() -> None:
     view = torch.zeros(1).expand(1000, 1000)
     assert tensors_memory([view, torch.zeros(3, dtype=torch.float64)]) == 1000 * 1000 * 4 + 24

@@ -245,6 +245,32 @@ def cast_module(module: nn.Module, dtype: torch.dtype, device: torch.device) -> 
     return module._apply(lambda t: cast_tensor(t, dtype, device))  # type: ignore[no-untyped-call]
 
 
+#: Per-module hook dictionaries (hook id -> hook) and the flag dictionaries keyed by the same ids.
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_HOOK_FLAGS = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+def remove_user_hooks(module: nn.Module) -> None:
+    """Remove the forward and backward hooks a user registered from every submodule of a probe copy, so that
+    recorders, loggers and activation caches never see probe traffic. torch's own hooks (``weight_norm``,
+    ``spectral_norm``: they compute the weights) are kept."""
+    for sub in module.modules():
+        for name in _HOOKS:
+            hooks = getattr(sub, name, None)
+            if not isinstance(hooks, dict):
+                continue
+            for key in [k for k, hook in hooks.items() if not _is_torch_hook(hook)]:
+                del hooks[key]
+                for flags in (getattr(sub, f, None) for f in _HOOK_FLAGS):
+                    if isinstance(flags, dict):
+                        flags.pop(key, None)
+
+
+def _is_torch_hook(hook: Any) -> bool:
+    owner = getattr(hook, "__module__", None) or type(hook).__module__
+    return isinstance(owner, str) and (owner == "torch" or owner.startswith("torch."))
+
+
 def infer_input_size(module: nn.Module) -> int | None:
     """Features per step (see :func:`input_size_source`)."""
     return input_size_source(module)[0]
@@ -450,12 +476,16 @@ class Adapter(abc.ABC):
 
     def materialize(self, dtype: torch.dtype, device: torch.device) -> Adapter:
         """Return an adapter over a deep copy of the model in ``dtype`` on ``device``; the user's model is
-        never touched. Modules, bound methods of modules and :class:`~gradhealth.Unrolled` step functions are
-        copied (tensor attributes holding an autograd graph are detached on the copy); an opaque callable
-        (a function or closure) cannot be copied and is used as it is."""
+        never touched, and the hooks the user registered do not fire on the copy (:func:`remove_user_hooks`).
+        Modules, bound methods of modules and :class:`~gradhealth.Unrolled` step functions are copied (tensor
+        attributes holding an autograd graph are detached on the copy); an opaque callable (a function or
+        closure) cannot be copied and is used as it is."""
         model = self.model
         if owning_module(model) is not None or hasattr(model, "to_probe"):
             model = deep_copy(model)
+            copied = owning_module(model)
+            if copied is not None:
+                remove_user_hooks(copied)
             if hasattr(model, "to_probe"):
                 model = model.to_probe(dtype, device)
             else:

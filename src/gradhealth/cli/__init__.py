@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "gradhealth.cli.inspect",
     "gradhealth.cli.compare",
     "gradhealth.cli.demo",
+    "gradhealth.cli.history",
+    "gradhealth.cli.trainability",
     "gradhealth.cli.plugins",
 )
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import os
+import stat
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,12 +19,15 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from gradhealth.errors import GradhealthError
+from gradhealth.errors import ConfigError, GradhealthError
+from gradhealth.render.escape import printable
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
+    "INTERRUPTED",
     "clean_errors",
     "die",
+    "error_line",
     "expand_inputs",
     "guard_internal_errors",
     "one_line",
@@ -30,14 +36,23 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The exit code after Ctrl-C.
+INTERRUPTED = 130
+
 #: File endings collected from a folder given as input (a folder with config.json is one checkpoint).
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pt2", ".pkl")
 
 
 def die(message: str, code: int = 2, *, prefix: str = "gradhealth: error: ") -> NoReturn:
     """Print one line to stderr and exit (2: bad usage or input)."""
-    typer.echo(f"{prefix}{message}", err=True)
+    error_line(message, prefix=prefix)
     raise typer.Exit(code)
+
+
+def error_line(message: str, *, prefix: str = "gradhealth: error: ") -> None:
+    """Print one line to stderr, control characters written out: messages quote file names, which may hold
+    terminal escape sequences or line breaks."""
+    typer.echo(f"{prefix}{printable(message)}", err=True)
 
 
 @contextlib.contextmanager
@@ -58,7 +73,8 @@ def _passes_through(exc: BaseException) -> bool:
 
 
 def guard_internal_errors(func: F) -> F:
-    """Make any unexpected exception of a command exit 2 with one line, never 1 (which means "a gate failed").
+    """Make any unexpected exception of a command exit 2 with one line, never 1 (which means "a gate failed"),
+    and Ctrl-C exit 130 (128 + SIGINT, as shells report it) with one line.
 
     ``--debug`` (when the command has it) prints the traceback too.
     """
@@ -67,6 +83,9 @@ def guard_internal_errors(func: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            # click would print "Aborted!" and exit 1, which means "a gate failed".
+            die("interrupted", code=INTERRUPTED)
         except Exception as exc:
             if _passes_through(exc):
                 raise
@@ -105,10 +124,41 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def write_output(text: str, output: Path | None) -> None:
-    """Write to ``output`` (created with its folders) or to stdout."""
+def write_output(text: str, output: Path | None, *, source: str = "--output") -> None:
+    """Write to ``output`` (created with its folders) or to stdout.
+
+    The report goes to a temporary file in the same folder, which then replaces ``output`` in one step: a write
+    that fails (disk full, interrupted) leaves the previous report as it was.
+
+    Raises:
+        ConfigError: ``output`` cannot be written, naming the setting and where it came from.
+    """
     if output is None:
         typer.echo(text, nl=not text.endswith("\n"))
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(output, text.encode("utf-8"))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError("output", str(output), f"cannot write the report there: {reason}", source=source) from exc
+
+
+def _replace_atomically(path: Path, data: bytes) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_umask()
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temporary, mode)  # mkstemp creates 0600; a report is as readable as any file the user writes
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current

@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gradhealth import settings as table
-from gradhealth.cli._common import clean_errors, die, expand_inputs, one_line, write_output
+from gradhealth.cli._common import clean_errors, die, error_line, expand_inputs, one_line, write_output
 from gradhealth.cli._options import resolve_command_line, table_options
 from gradhealth.errors import ConfigError, GradhealthError
+from gradhealth.render.escape import printable
 
 if TYPE_CHECKING:
     from gradhealth.gates import Thresholds
     from gradhealth.render.registry import NamedReport, Renderer
     from gradhealth.report import Report
+    from gradhealth.tasks.data import ProbeInputs
 
 __all__ = ["AuditJob", "AuditPlan", "audit_checkpoint", "plan_audit", "register"]
 
@@ -36,6 +38,8 @@ Examples:
   gradhealth audit model.safetensors --model mypkg.models:make_encoder --min-horizon 100
 
   gradhealth audit ckpt.pt --baseline main-report.json --max-horizon-drop 20%
+
+  gradhealth audit ckpt.pt --inputs val.npz:x --min-horizon 50
 
 Settings also come from \\[tool.gradhealth] in the nearest pyproject.toml; the command line wins.
 
@@ -56,6 +60,7 @@ class AuditJob:
     load_options: dict[str, Any]
     model_options: dict[str, Any] = field(default_factory=dict)
     debug: bool = False
+    inputs: ProbeInputs | None = None
 
 
 def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
@@ -80,14 +85,27 @@ def audit_checkpoint(path: str, job: AuditJob) -> list[NamedReport]:
         for layer, module in models:
             name = path if job.model_options.get("model") else f"{path}:{layer}"
             check_memory(estimate_for_config(*module_units(module), config), limit, f"{name}: the audit", path=path)
-            report = run_audit(module, config)
+            report = run_audit(module, config, inputs=job.inputs)
             report.model.update(checkpoint=path, checkpoint_format=checkpoint.format, layer=layer)
             entries.append(NamedReport(name, path, layer, report))
         return entries
     except (GradhealthError, OSError, ValueError) as exc:
         if job.debug:
             traceback.print_exc(file=sys.stderr)
-        return [NamedReport(path, path, None, None, error=one_line(exc))]
+        # Our own messages are one line by design unless they quote a name holding a line break: keep it whole.
+        message = str(exc).strip() if isinstance(exc, GradhealthError) else one_line(exc)
+        return [NamedReport(path, path, None, None, error=_naming(path, message))]
+    except Exception as exc:  # one input's unexpected failure must not sink the others
+        if job.debug:
+            traceback.print_exc(file=sys.stderr)
+        hint = "" if job.debug else " (run with --debug for the traceback)"
+        error = f"{path}: internal error: {type(exc).__name__}: {one_line(exc)}{hint}"
+        return [NamedReport(path, path, None, None, error=error)]
+
+
+def _naming(path: str, message: str) -> str:
+    """The error line, starting with the input it is about unless it names it already."""
+    return message if path in message else f"{path}: {message}"
 
 
 @dataclass
@@ -120,8 +138,9 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     from gradhealth.plugins import get_renderer
 
     values = settings.values
-    config = AuditConfig(**settings.audit_kwargs(), source="the command line")
     _check_registered_names(settings)
+    inputs, settings = _read_inputs(settings)
+    config = AuditConfig(**settings.audit_kwargs(), source="the command line")
     _check_device(settings)
     table.check_horizon_within_reach(settings)
     gates, baselines = _gates(settings)
@@ -142,8 +161,41 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
             "nonlinearity": values["nonlinearity"],
         },
         debug=values["debug"],
+        inputs=inputs,
     )
     return AuditPlan(settings, job, gates, baselines, renderer)
+
+
+def _read_inputs(settings: table.Resolved) -> tuple[ProbeInputs | None, table.Resolved]:
+    """Load ``--inputs`` and fit the lag window, batch size and task to it, as ``gradhealth.audit(inputs=)`` does:
+    seq_len and burn_in not given come from the sequences' length.
+
+    Raises:
+        ConfigError: an unreadable or unsafe file, data of the wrong rank, sequences too short, or ``--task``.
+    """
+    spec = settings.values["inputs"]
+    if spec is None:
+        return None, settings
+    from gradhealth.loaders.inputs import load_input_file
+    from gradhealth.tasks.data import DataTask, probe_window, read_inputs
+
+    source = settings.source("inputs")
+    if "task" in settings.sources:
+        raise ConfigError(
+            "task", settings.values["task"], f"cannot be combined with {source}", source=settings.source("task")
+        )
+    explicit = {name: settings.values[name] if name in settings.sources else None for name in ("seq_len", "burn_in")}
+    raw = load_input_file(spec, source=source)
+    try:
+        data = read_inputs(raw, limit=settings.values["batch_size"], source=spec)
+        seq_len, burn_in = probe_window(data.seq_len, **explicit)
+    except ConfigError as exc:
+        where = settings.source(exc.name) if exc.name in settings.sources else f"{source} {spec}"
+        raise ConfigError(exc.name, exc.value, exc.problem, source=where) from None
+    derived = f"the length of {source} {spec}"
+    fitted = {"seq_len": seq_len, "burn_in": burn_in, "batch_size": data.count}
+    layer = {name: (value, derived) for name, value in fitted.items() if settings.values[name] != value}
+    return data, settings.with_layers({**layer, "task": (DataTask.name, source)})
 
 
 def _unknown(name: str, value: Any, known: Sequence[str], what: str, source: str, *, plural: str = "") -> ConfigError:
@@ -184,10 +236,13 @@ def _check_device(settings: table.Resolved) -> None:
         return
     import torch
 
+    from gradhealth.engine import check_device
+
     try:
-        torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError("device", device, one_line(exc), source=settings.source("device")) from exc
+    check_device(parsed, source=settings.source("device"))
 
 
 def _check_factory(settings: table.Resolved) -> None:
@@ -288,16 +343,7 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
     bar = _ProgressBar(len(inputs)) if progress else None
     try:
         if jobs > 1 and len(inputs) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    if bar is not None:
-                        bar.done(futures[future])
+            results = _run_parallel(inputs, job, jobs, bar)
         else:
             for path in inputs:
                 if bar is not None:
@@ -309,6 +355,73 @@ def _run_all(inputs: list[str], job: AuditJob, jobs: int, progress: bool) -> lis
         if bar is not None:
             bar.stop()
     return [entry for path in inputs for entry in results[path]]
+
+
+def _run_parallel(
+    inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None
+) -> dict[str, list[NamedReport]]:
+    from gradhealth.render.registry import NamedReport
+
+    results: dict[str, list[NamedReport]] = {}
+    unfinished = _run_pool(inputs, job, jobs, bar, results)
+    # A worker died (killed for memory, or a crash in native code): that breaks the whole pool, which cannot say
+    # whose input did it, so each unfinished input runs again in a pool of its own.
+    for path in unfinished:
+        if _run_pool([path], job, 1, bar, results):
+            error = (
+                f"{path}: the worker process auditing it died (killed, for example for memory, or crashed in native "
+                "code); audit this input alone to see why"
+            )
+            results[path] = [NamedReport(path, path, None, None, error=error)]
+            if bar is not None:
+                bar.done(path)
+    return results
+
+
+def _run_pool(
+    inputs: list[str], job: AuditJob, jobs: int, bar: _ProgressBar | None, results: dict[str, list[NamedReport]]
+) -> list[str]:
+    """Audit ``inputs`` in a pool of ``jobs`` worker processes into ``results``; return those a dead worker left."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken = set()
+    # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    try:
+        futures = {pool.submit(audit_checkpoint, path, job): path for path in inputs}
+        for future in as_completed(futures):
+            try:
+                results[futures[future]] = future.result()
+            except BrokenProcessPool:
+                broken.add(futures[future])
+                continue
+            if bar is not None:
+                bar.done(futures[future])
+    except BaseException:
+        # Ctrl-C (or any failure): stop the workers now instead of letting them finish their audits.
+        _terminate_workers(pool)
+        raise
+    pool.shutdown()
+    return [path for path in inputs if path in broken]
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback from every worker)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _terminate_workers(pool: Any) -> None:
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ProgressBar:
@@ -331,13 +444,22 @@ class _ProgressBar:
         self._progress.start()
 
     def start(self, path: str) -> None:
-        self._progress.update(self._task, current=path)
+        self._progress.update(self._task, current=_shown(path))
 
     def done(self, path: str) -> None:
-        self._progress.update(self._task, advance=1, current=path)
+        self._progress.update(self._task, advance=1, current=_shown(path))
 
     def stop(self) -> None:
         self._progress.stop()
+
+
+def _shown(path: str) -> str:
+    """A path as the progress bar's markup shows it literally: controls written out, rich markup escaped."""
+    from rich.markup import escape
+
+    from gradhealth.render.escape import printable
+
+    return escape(printable(path))
 
 
 def _exit_code(entries: Sequence[NamedReport]) -> int:
@@ -349,7 +471,10 @@ def _exit_code(entries: Sequence[NamedReport]) -> int:
 @table_options(OPTIONS)
 def audit_command(
     ctx: typer.Context,
-    inputs: Annotated[list[str], typer.Argument(help="Checkpoint files, folders or globs.", show_default=False)],
+    checkpoints: Annotated[
+        list[str],
+        typer.Argument(help="Checkpoint files, folders or globs.", show_default=False, metavar="CHECKPOINTS..."),
+    ],
     **given: Any,
 ) -> None:
     """Audit saved checkpoints for vanishing and exploding gradients through time."""
@@ -358,7 +483,7 @@ def audit_command(
         if settings.values["verbose"]:
             _print_settings(settings)
         plan = plan_audit(settings)
-        paths = expand_inputs(inputs)
+        paths = expand_inputs(checkpoints)
         if not paths:
             die("no inputs: pass checkpoint files, folders or globs")
         if len(paths) == 1 and not Path(paths[0]).exists():
@@ -366,14 +491,13 @@ def audit_command(
         entries = _audit_all(paths, plan)
         values = settings.values
         if values["format"] != "table" or any(e.report is not None for e in entries):
-            write_output(
-                plan.renderer(entries, color=values["output"] is None and sys.stdout.isatty()), values["output"]
-            )
+            text = plan.renderer(entries, color=values["output"] is None and sys.stdout.isatty())
+            write_output(text, values["output"], source=settings.source("output"))
         if values["plot"] is not None:
             _save_plots(entries, values["plot"])
         for entry in entries:
             if entry.error is not None:
-                typer.echo(f"gradhealth: error: {entry.error}", err=True)
+                error_line(entry.error)
     raise typer.Exit(_exit_code(entries))
 
 
@@ -388,7 +512,7 @@ def _audit_all(paths: list[str], plan: AuditPlan) -> list[NamedReport]:
 def _print_settings(settings: table.Resolved) -> None:
     typer.echo("gradhealth: settings in effect:", err=True)
     for line in settings.lines():
-        typer.echo(f"  {line}", err=True)
+        typer.echo(f"  {printable(line)}", err=True)
 
 
 def _save_plots(entries: list[NamedReport], directory: Path) -> None:

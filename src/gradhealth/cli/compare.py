@@ -129,6 +129,7 @@ _COLUMNS = ("model", "direction", "verdict", "horizon", "change", "decay rate", 
 
 
 def _render(diffs: list[Difference], fmt: str) -> str:
+    from gradhealth.render.escape import markdown_text, printable
     from gradhealth.report import encode_floats
 
     if fmt == "json":
@@ -141,17 +142,19 @@ def _render(diffs: list[Difference], fmt: str) -> str:
     rows = _rows(diffs)
     if fmt == "markdown":
         lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-        return "\n".join(lines + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]) + "\n"
+        return "\n".join(lines + ["| " + " | ".join(markdown_text(c) for c in r) + " |" for r in rows]) + "\n"
     import io
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="gradhealth compare")
     for column in _COLUMNS:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        # names come from the report files: Text, never markup, with control characters written out
+        table.add_row(*(Text(printable(c)) for c in row))
     buffer = io.StringIO()
     Console(file=buffer, width=120, highlight=False).print(table)
     return buffer.getvalue()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from gradhealth import settings as table
-from gradhealth.cli._common import clean_errors, write_output
+from gradhealth.cli._common import clean_errors, error_line, one_line, write_output
 from gradhealth.cli._options import check_format, cli_option
 
 __all__ = ["FORMATS", "inspect_checkpoint", "register"]
@@ -60,7 +62,7 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
         info.update(tensors=None, recurrent_layers=None)
         return info
     from gradhealth.loaders.load import time_limit
-    from gradhealth.memory import DEFAULT_LIMIT, state_dict_units
+    from gradhealth.memory import DEFAULT_LIMIT
 
     options = {"trust": trust, "allow_globals": allow_globals, "memory_limit": DEFAULT_LIMIT, "metadata_only": True}
     with time_limit(table.SETTINGS["load_timeout"].default, path):
@@ -70,7 +72,6 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
         {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
         for k, v in checkpoint.state_dict.items()
     ]
-    state_dict_units(checkpoint.state_dict)  # a corrupt layer numbering is refused before layers are listed
     info["recurrent_layers"] = [
         {"name": s.prefix or "rnn", "module": s.describe()} for s in layer_specs(checkpoint.state_dict)
     ]
@@ -78,18 +79,25 @@ def inspect_checkpoint(path: Path, *, trust: bool = False, allow_globals: tuple[
 
 
 def _as_text(info: dict[str, Any]) -> str:
+    from gradhealth.render.escape import printable
+
+    return "".join(printable(line) + "\n" for line in _text_lines(info))
+
+
+def _text_lines(info: dict[str, Any]) -> list[str]:
+    """The listing, one line each; the caller writes out control characters (names come from the file)."""
     lines = [f"{info['path']}", f"  format: {info['format']}", f"  safety: {info['safety']}"]
     if info.get("state_dict_key"):
         lines.append(f"  weights under: {info['state_dict_key']!r}")
     if info["tensors"] is None:
         lines.append("  tensors: not read (the file is not safe to load without the flag above)")
-        return "\n".join(lines) + "\n"
+        return lines
     lines.append(f"  tensors ({len(info['tensors'])}):")
     lines += [f"    {t['name']}  {tuple(t['shape'])}  {t['dtype']}" for t in info["tensors"]]
     layers = info["recurrent_layers"]
     lines.append(f"  recurrent layers found ({len(layers)}):" if layers else "  recurrent layers found: none")
     lines += [f"    {layer['name']}: {layer['module']}" for layer in layers]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def inspect_command(
@@ -103,12 +111,34 @@ def inspect_command(
     """Show a checkpoint's format, tensors, recurrent layers and safety verdict."""
     with clean_errors(debug):
         check_format(output_format, FORMATS, command="inspect")
-        infos = [inspect_checkpoint(p, trust=trust, allow_globals=tuple(allow_global or ())) for p in inputs]
-        if output_format == "json":
-            text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
-        else:
-            text = "".join(_as_text(info) for info in infos)
-        write_output(text, Path(output) if output else None)
+        infos, errors = [], []
+        for path in inputs:
+            try:
+                infos.append(inspect_checkpoint(path, trust=trust, allow_globals=tuple(allow_global or ())))
+            except Exception as exc:  # one bad input is its own error line; the others are still listed
+                if debug:
+                    traceback.print_exc(file=sys.stderr)
+                errors.append(_error_line(path, exc, debug=debug))
+        if infos:
+            if output_format == "json":
+                text = json.dumps(infos[0] if len(infos) == 1 else infos, indent=2)
+            else:
+                text = "".join(_as_text(info) for info in infos)
+            write_output(text, Path(output) if output else None)
+    for line in errors:
+        error_line(line)
+    if errors:
+        raise typer.Exit(2)
+
+
+def _error_line(path: Path, exc: Exception, *, debug: bool) -> str:
+    from gradhealth.errors import GradhealthError
+
+    message = str(exc).strip() if isinstance(exc, GradhealthError) else one_line(exc)
+    if not isinstance(exc, (GradhealthError, OSError, ValueError)):
+        hint = "" if debug else " (run with --debug for the traceback)"
+        message = f"internal error: {type(exc).__name__}: {message}{hint}"
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def register(app: typer.Typer) -> None:

@@ -278,6 +278,17 @@ def _is_tensor_mapping(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def _named_tensors(obj: Mapping[Any, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    odd = next((key for key in obj if not isinstance(key, str)), None)
+    if odd is not None:
+        raise CheckpointError(
+            f"{path} holds a tensor under the {type(odd).__name__} key {str(odd)[:40]!r}; a state_dict names "
+            "its tensors with strings",
+            path=path,
+        )
+    return dict(obj)
+
+
 def extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], nn.Module | None, str | None]:
     """Find the weights in a loaded object: a module, a bare state_dict, or a training checkpoint holding one.
 
@@ -290,7 +301,7 @@ def extract_state_dict(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], n
     if isinstance(obj, nn.Module):
         return dict(obj.state_dict()), obj, None
     if _is_tensor_mapping(obj):
-        return dict(obj), None, None
+        return _named_tensors(obj, path), None, None
     if isinstance(obj, Mapping):
         for key in (*STATE_DICT_KEYS, *obj.keys()):
             value = obj.get(key)

@@ -22,6 +22,8 @@ __all__ = ["FoundLayer", "LayerSpec", "reconstruct_layers"]
 _LAYER_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?weight_hh_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
 _CELL_KEY = re.compile(r"^(?:(?P<prefix>.*)\.)?weight_hh$")
 _FAMILIES = {1: "RNN", 3: "GRU", 4: "LSTM"}
+# More digits than this cannot number a real stack of layers (and int() refuses over 4300 digits).
+_MAX_LAYER_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -71,19 +73,47 @@ def _gate_family(rows: int, hidden: int, where: str) -> str:
     return _FAMILIES[multiple]
 
 
+def _matrix(state: dict[str, torch.Tensor], prefix: str, name: str) -> torch.Tensor | None:
+    """``prefix.name`` if present, checked to be a matrix with no empty side; ``None`` if absent."""
+    where = prefix or "<root>"
+    tensor = state.get(_key(prefix, name))
+    if tensor is None:
+        return None
+    if tensor.dim() != 2:
+        raise CheckpointError(
+            f"{where}: {name} has shape {tuple(tensor.shape)}, not a matrix; cannot rebuild the layer; "
+            "pass --model package.module:factory if this is not a standard recurrent layer"
+        )
+    if 0 in tensor.shape:
+        raise CheckpointError(f"{where}: {name} has shape {tuple(tensor.shape)}, an empty side; nothing to audit")
+    return tensor
+
+
+def _required_matrix(state: dict[str, torch.Tensor], prefix: str, name: str) -> torch.Tensor:
+    tensor = _matrix(state, prefix, name)
+    if tensor is None:
+        raise CheckpointError(f"{prefix or '<root>'}: {name} is missing; cannot rebuild the layer")
+    return tensor
+
+
+def _layer_numbers(where: str, layers: set[int]) -> int:
+    # Compared by count first: a key such as weight_hh_l1000000000 must not build a list of 10**9 numbers.
+    num_layers = max(layers) + 1
+    if len(layers) != num_layers:
+        shown = ", ".join(str(n) for n in sorted(layers)[:8]) + (", ..." if len(layers) > 8 else "")
+        raise CheckpointError(f"{where}: layers [{shown}] are not numbered 0..{num_layers - 1}")
+    return num_layers
+
+
 def _layer_spec(prefix: str, state: dict[str, torch.Tensor], layers: set[int], reverse: bool) -> LayerSpec:
     where = prefix or "<root>"
-    w_ih = state.get(_key(prefix, "weight_ih_l0"))
-    w_hh = state[_key(prefix, "weight_hh_l0")]
-    if w_ih is None or w_ih.dim() != 2 or w_hh.dim() != 2:
-        raise CheckpointError(f"{where}: weight_ih_l0 is missing or not a matrix; cannot rebuild the layer")
-    w_hr = state.get(_key(prefix, "weight_hr_l0"))
+    num_layers = _layer_numbers(where, layers)
+    w_ih = _required_matrix(state, prefix, "weight_ih_l0")
+    w_hh = _required_matrix(state, prefix, "weight_hh_l0")
+    w_hr = _matrix(state, prefix, "weight_hr_l0")
     proj_size = int(w_hr.shape[0]) if w_hr is not None else 0
     hidden = int(w_hr.shape[1]) if w_hr is not None else int(w_hh.shape[1])
     family = _gate_family(int(w_hh.shape[0]), hidden, where)
-    num_layers = max(layers) + 1
-    if sorted(layers) != list(range(num_layers)):
-        raise CheckpointError(f"{where}: layers {sorted(layers)} are not numbered 0..{num_layers - 1}")
     return LayerSpec(
         prefix=prefix,
         family=family,
@@ -98,9 +128,10 @@ def _layer_spec(prefix: str, state: dict[str, torch.Tensor], layers: set[int], r
 
 def _cell_spec(prefix: str, state: dict[str, torch.Tensor]) -> LayerSpec | None:
     w_ih = state.get(_key(prefix, "weight_ih"))
-    w_hh = state[_key(prefix, "weight_hh")]
-    if w_ih is None or w_ih.dim() != 2 or w_hh.dim() != 2:
+    if w_ih is None or w_ih.dim() != 2 or state[_key(prefix, "weight_hh")].dim() != 2:
         return None
+    _required_matrix(state, prefix, "weight_ih")
+    w_hh = _required_matrix(state, prefix, "weight_hh")
     hidden = int(w_hh.shape[1])
     return LayerSpec(
         prefix=prefix,
@@ -124,6 +155,8 @@ def layer_specs(state: dict[str, torch.Tensor]) -> list[LayerSpec]:
     for name in state:
         if m := _LAYER_KEY.match(name):
             prefix = m["prefix"] or ""
+            if len(m["layer"]) > _MAX_LAYER_DIGITS:
+                raise CheckpointError(f"{name[:80]}: layer index {m['layer'][:12]} is not a plausible layer number")
             layers.setdefault(prefix, set()).add(int(m["layer"]))
             reverse[prefix] = reverse.get(prefix, False) or bool(m["reverse"])
         elif m := _CELL_KEY.match(name):
@@ -163,7 +196,12 @@ def reconstruct_layers(state: dict[str, torch.Tensor], *, nonlinearity: str = "t
         raise CheckpointError(f"nonlinearity {nonlinearity!r} is not supported; use tanh or relu")
     found = []
     for spec in layer_specs(state):
-        module = _build(spec, nonlinearity)
+        try:
+            module = _build(spec, nonlinearity)
+        except (ValueError, RuntimeError) as exc:  # e.g. proj_size not below hidden_size
+            raise CheckpointError(
+                f"{spec.prefix or '<root>'}: cannot build {spec.describe()}: {(str(exc).splitlines() or [''])[0]}"
+            ) from exc
         dtype = state[_key(spec.prefix, "weight_hh" if spec.is_cell else "weight_hh_l0")].dtype
         if dtype.is_floating_point:
             module = module.to(dtype)  # keep float64 weights exact instead of rounding them into float32

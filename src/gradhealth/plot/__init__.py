@@ -6,6 +6,7 @@
   ``parameter_gradients`` probe ran).
 - :func:`plot_spectrum`: eigenvalues of each recurrent matrix against the unit circle (when the ``spectrum``
   probe ran).
+- :func:`plot_history`: a training history (``gradhealth.monitor``) over steps, with profiles at chosen steps.
 - :func:`plot_report` puts the available panels of one report in one figure; :func:`save_report_plots` writes
   one PNG per panel to a folder (what ``gradhealth audit --plot DIR`` calls).
 
@@ -33,6 +34,7 @@ from gradhealth.plot._common import (
     require_matplotlib,
     save_figure,
 )
+from gradhealth.plot.history import plot_history
 from gradhealth.plot.parameters import GradientRow, parameter_gradient_rows, plot_parameter_gradients
 from gradhealth.plot.profile import label_reports, plot_profiles
 from gradhealth.plot.spectrum import SpectrumRow, plot_spectrum, spectrum_rows
@@ -47,6 +49,7 @@ __all__ = [
     "figure_png",
     "label_reports",
     "parameter_gradient_rows",
+    "plot_history",
     "plot_parameter_gradients",
     "plot_profiles",
     "plot_report",

@@ -24,6 +24,14 @@ COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 Y_FLOOR = 1e-12
 
 
+def plot_text(text: str) -> str:
+    """A name as matplotlib draws it literally: control characters (and undecodable bytes of a file name, which
+    its font code cannot take) written out, and ``$`` escaped so that it never starts mathtext."""
+    from gradhealth.render.escape import printable
+
+    return printable(text).replace("$", r"\$")
+
+
 class MissingExtraError(GradhealthError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from gradhealth.report import Report
 
-from gradhealth.plot._common import COLORS, _new_axes
+from gradhealth.plot._common import COLORS, _new_axes, plot_text
 
 
 def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes | None:
@@ -43,7 +43,7 @@ def plot_parameter_gradients(report: Report, *, ax: Axes | None = None) -> Axes 
     widths = [r.grad_norm if math.isfinite(r.grad_norm) and r.grad_norm > 0 else 0.0 for r in rows]
     colors = [COLORS[groups.index(r.group) % len(COLORS)] for r in rows]
     ax.barh(positions, widths, color=colors)
-    ax.set_yticks(positions, [r.label for r in rows], fontsize="small")
+    ax.set_yticks(positions, [plot_text(r.label) for r in rows], fontsize="small")
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlim(low, max(drawable, default=1.0) * 3.0)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from gradhealth.report import DirectionResult, Report
 
-from gradhealth.plot._common import COLORS, Y_FLOOR, _masked, _new_axes
+from gradhealth.plot._common import COLORS, Y_FLOOR, _masked, _new_axes, plot_text
 
 
 def label_reports(reports: Report | Sequence[Report] | Mapping[str, Report]) -> list[tuple[str, Report]]:
@@ -44,7 +44,7 @@ def _series(reports: Report | Sequence[Report] | Mapping[str, Report]) -> list[t
     for label, report in label_reports(reports):
         for result in report.directions:
             name = f"{label} ({result.name})" if len(report.directions) > 1 else label
-            series.append((name, result, report))
+            series.append((plot_text(name), result, report))
     return series
 
 

@@ -47,7 +47,8 @@ class LengthScanResult:
         growth_r2: R² of that fit.
         total_growth_rate: the same for N_total.
         first_nonfinite_length: the first length with a NaN/Inf gradient, or ``None``.
-        stopped: ``complete``, ``non_finite`` or ``underflow``.
+        stopped: ``complete``, ``non_finite``, ``underflow``, or ``data_length`` (the user's sequences are shorter
+            than the next length).
     """
 
     points: list[LengthPoint]
@@ -75,7 +76,11 @@ class LengthScan(Probe):
         points: list[LengthPoint] = []
         floors: list[float] = []
         stopped = "complete"
+        longest = getattr(ctx.task, "max_len", None)  # the user's sequences cannot be lengthened
         for length in self.ladder or ctx.config.length_scan_lengths:
+            if longest is not None and length > longest:
+                stopped = "data_length"
+                break
             point, floor = self._measure(ctx, length)
             points.append(point)
             floors.append(floor)

@@ -80,7 +80,7 @@ def lyapunov_exponents(
         burn_in: steps that only align the frame (not averaged).
 
     Returns:
-        ``[k]`` exponents, largest first (float64).
+        ``[k]`` exponents, largest first (float64); all NaN when the trajectory or its Jacobians are not finite.
     """
     q = frame
     total = torch.zeros(frame.shape[-1], dtype=torch.float64)
@@ -91,8 +91,11 @@ def lyapunov_exponents(
         for t in range(inputs.shape[1]):
             s = states[:, t]
             step_t = functools.partial(_step_at, step, inputs[:, t])
-            cols = [torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])]
-            q, r = _qr(torch.stack(cols, dim=-1))
+            columns = torch.stack([torch.func.jvp(step_t, (s,), (q[..., j],))[1] for j in range(q.shape[-1])], dim=-1)
+            if not bool(torch.isfinite(columns).all()):
+                # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
+                return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
+            q, r = _qr(columns)
             if t >= burn_in:
                 diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
                 total += torch.log(diag).mean(0).cpu()
@@ -144,8 +147,9 @@ class Lyapunov(Probe):
                         states = torch.stack([flatten_state(s)[0] for s in before], dim=1)
                         direction = "backward" if w.is_reverse else "forward"
                         layers.append(self._measure(ctx, w.name, direction, flat_step, run.inputs, states, burn_in))
-        top = max((entry.exponents[0] for entry in layers if entry.exponents), default=None)
-        timescale = (-1 / top if top < 0 else math.inf) if top is not None else None
+        tops = [entry.exponents[0] for entry in layers if entry.exponents]
+        top = math.nan if any(math.isnan(t) for t in tops) else max(tops, default=None)
+        timescale = _timescale(top)
         k = max((len(entry.exponents) for entry in layers), default=0)
         return LyapunovResult(layers, top, timescale, k, notes)
 
@@ -191,7 +195,12 @@ class Lyapunov(Probe):
     def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
         found = []
         for entry in result.layers:
-            if entry.exponents and entry.exponents[0] > 0:
+            if entry.exponents and math.isnan(entry.exponents[0]):
+                message = f"{entry.layer} ({entry.direction}): the state trajectory or its Jacobians hold NaN or Inf"
+                found.append(
+                    make_finding("GH204", message, probe=self.name, direction=entry.direction, layer=entry.layer)
+                )
+            elif entry.exponents and entry.exponents[0] > 0:
                 message = (
                     f"{entry.layer}: top Lyapunov exponent λ1 = {format_number(entry.exponents[0])} per step > 0: "
                     f"nearby trajectories separate by e^{format_number(entry.exponents[0])} per step"
@@ -201,6 +210,12 @@ class Lyapunov(Probe):
                                  exponent=entry.exponents[0])
                 )  # fmt: skip
         return found
+
+
+def _timescale(top: float | None) -> float | None:
+    if top is None or math.isnan(top):
+        return None if top is None else math.nan
+    return -1 / top if top < 0 else math.inf
 
 
 #: dtypes torch.linalg.qr has no kernel for ("geqrf_cpu" not implemented for 'Half').

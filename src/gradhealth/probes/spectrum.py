@@ -57,6 +57,8 @@ class MatrixSpectrum:
         eigenvalues: the eigenvalues as ``[re, im]`` pairs, largest magnitude first, at most
             :data:`MAX_EIGENVALUES` of them (``None`` unless square).
         eigenvalues_truncated: only the largest :data:`MAX_EIGENVALUES` of more eigenvalues are kept.
+        is_finite: every entry is finite; otherwise σ_max and the spectral radius are NaN and no eigenvalue is
+            computed (finding GH204).
     """
 
     name: str
@@ -65,6 +67,7 @@ class MatrixSpectrum:
     spectral_radius: float | None
     eigenvalues: list[list[float]] | None = None
     eigenvalues_truncated: bool = False
+    is_finite: bool = True
 
 
 @dataclass
@@ -111,6 +114,10 @@ MAX_EIGENVALUES = 1024
 def matrix_spectrum(name: str, weight: torch.Tensor) -> MatrixSpectrum:
     """σ_max (float64), and for a square ``weight`` its spectral radius and eigenvalues (one decomposition)."""
     w = weight.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(w).all()):
+        # LAPACK refuses (or prints errors for) NaN/Inf input; the matrix has no meaningful spectrum anyway.
+        square = w.shape[0] == w.shape[1]
+        return MatrixSpectrum(name, list(w.shape), math.nan, math.nan if square else None, is_finite=False)
     sigma = float(torch.linalg.svdvals(w)[0]) if w.numel() else 0.0
     result = MatrixSpectrum(name, list(w.shape), sigma, None)
     if w.shape[0] == w.shape[1] and w.numel():
@@ -160,7 +167,7 @@ def layer_spectrum(w: LayerWeights) -> LayerSpectrum:
         result.blocks = [matrix_spectrum(f"W_hh[{g}]", b) for g, b in w.blocks(w.w_hh).items()]
     if w.w_hr is not None:
         result.projection = matrix_spectrum("W_hr", w.w_hr)
-    if w.kind in ("RNN_TANH", "RNN_RELU"):
+    if w.kind in ("RNN_TANH", "RNN_RELU") and result.recurrent.is_finite:
         result.gamma = GAMMA["relu" if w.kind == "RNN_RELU" else "tanh"]
         result.pascanu_bound = result.gamma * result.recurrent.sigma_max
         result.vanishing_guaranteed = result.pascanu_bound < 1
@@ -186,6 +193,10 @@ class Spectrum(Probe):
     def findings(self, result: SpectrumResult, ctx: ProbeContext) -> list[Finding]:
         found = []
         for layer in result.layers:
+            broken = [m.name for m in (layer.recurrent, *layer.blocks, layer.projection) if m and not m.is_finite]
+            if broken:
+                message = f"{layer.layer}: {', '.join(broken)} hold NaN or Inf entries; no spectrum computed"
+                found.append(make_finding("GH204", message, probe=self.name, layer=layer.layer, matrices=broken))
             if layer.pascanu_bound is None or layer.gamma is None:
                 continue
             data: dict[str, Any] = {

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradhealth.render import markdown
+from gradhealth.render.escape import printable
 from gradhealth.render.registry import NamedReport
 
 __all__ = ["annotation", "render"]
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # GitHub's own escapes for % and line breaks; every other control character (ANSI, OSC) is written out.
+    return printable(text, keep="\r\n").replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:

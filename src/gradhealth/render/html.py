@@ -16,11 +16,12 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from html import escape
+from dataclasses import asdict, dataclass, field
+from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
 from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number
+from gradhealth.render.escape import printable
 from gradhealth.render.text import sparkline
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ figcaption { color: #59636e; font-size: 0.85rem; }
 .note { color: #59636e; font-style: italic; }
 footer { color: #59636e; font-size: 0.8rem; margin-top: 40px; }
 """
+
+
+def escape(text: str) -> str:
+    """HTML-escape untrusted text (names come from files), with its control characters written out."""
+    return _html_escape(printable(text))
 
 
 @dataclass
@@ -323,6 +329,8 @@ def _settings(report: Report) -> str:
         return f"<table><tbody>{rows}</tbody></table>"
 
     parts = ["<h3>Settings</h3>", table(report.config), "<h3>Model</h3>", table(report.model)]
+    if report.inputs is not None:
+        parts += ["<h3>Probe inputs</h3>", table(asdict(report.inputs))]
     if report.skipped_probes:
         parts += ["<h3>Probes not run</h3>", table(report.skipped_probes)]
     return "".join(parts)

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
+from gradhealth.render.escape import xml_text
 from gradhealth.render.registry import NamedReport
 
 __all__ = ["render"]
@@ -15,9 +16,19 @@ def _case(suite: ET.Element, classname: str, name: str) -> ET.Element:
     return ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
 
 
+def _make_safe(root: ET.Element) -> None:
+    """Write out control characters in every attribute and text: XML 1.0 cannot hold most of them, and names come
+    from files (the XML writer escapes ``<``, ``&``, ``>`` and quotes itself, so ``]]>`` is safe too)."""
+    for element in root.iter():
+        if element.text:
+            element.text = xml_text(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, xml_text(value))
+
+
 def render(reports: Sequence[NamedReport], **options: Any) -> str:
     """A ``<testsuites>`` document with one ``<testsuite>`` per audited model."""
-    root = ET.Element("testsuites", name=options.get("title", "gradhealth"))
+    root = ET.Element("testsuites", name=str(options.get("title", "gradhealth")))
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for entry in reports:
         suite = ET.SubElement(root, "testsuite", name=entry.name)
@@ -54,5 +65,6 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
             totals[key] += value
     for key, value in totals.items():
         root.set(key, str(value))
+    _make_safe(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

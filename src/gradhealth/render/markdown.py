@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gradhealth.formatting import format_horizon, format_number
+from gradhealth.formatting import format_horizon, format_inputs, format_number
+from gradhealth.render.escape import markdown_text
 from gradhealth.render.registry import NamedReport
 
 __all__ = ["COLUMNS", "render", "summary_rows"]
@@ -50,16 +51,28 @@ def summary_rows(reports: Sequence[NamedReport]) -> list[tuple[str, ...]]:
 
 
 def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(cell)
 
 
 def render(reports: Sequence[NamedReport], **options: Any) -> str:
     """A Markdown table, then the failed gates and unreadable inputs as a list."""
-    title = options.get("title", "gradhealth audit")
+    title = _escape(str(options.get("title", "gradhealth audit")))
     lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in summary_rows(reports)]
-    problems = [f"- **{r.name}**: {g.gate} ({g.direction}): {g.message}" for r in reports for g in r.failed_gates]
-    problems += [f"- **{r.name}**: {r.error}" for r in reports if r.error]
+    probed = [
+        f"- **{_escape(r.name)}**: probed with {_escape(format_inputs(r.report.inputs))}"
+        for r in reports
+        if r.report is not None and r.report.inputs is not None
+    ]
+    if probed:
+        lines += ["", *probed]
+    # Every name and message is untrusted (it may quote a file name): one escaped line each.
+    problems = [
+        f"- **{_escape(r.name)}**: {_escape(f'{g.gate} ({g.direction}): {g.message}')}"
+        for r in reports
+        for g in r.failed_gates
+    ]
+    problems += [f"- **{_escape(r.name)}**: {_escape(r.error)}" for r in reports if r.error]
     if problems:
         lines += ["", *problems]
     return "\n".join(lines) + "\n"

@@ -36,10 +36,13 @@ __all__ = [
 ]
 
 
-def _audit(model: Any, helper: str, settings: dict[str, Any], name: str | None, layout: Layout | None) -> Any:
+def _audit(
+    model: Any, helper: str, settings: dict[str, Any], name: str | None, layout: Layout | None, inputs: Any
+) -> Any:
     __tracebackhide__ = True
     layer = call_layer(settings, lambda n: f"argument {n}= to {helper}()")
-    return audit_with_settings(model, table.resolve(table.PYTEST, [_inherited(), layer]), name=name, layout=layout)
+    resolved = table.resolve(table.PYTEST, [_inherited(), layer])
+    return audit_with_settings(model, resolved, name=name, layout=layout, inputs=inputs)
 
 
 def _inherited() -> table.Layer:
@@ -51,13 +54,16 @@ def _over(over: int, helper: str) -> dict[str, Any]:
     return {"seq_len": table.SETTINGS["seq_len"].parse(over, source=f"argument over= to {helper}()")}
 
 
-def assert_healthy(model: Any, *, name: str | None = None, layout: Layout | None = None, **settings: Any) -> Report:
+def assert_healthy(
+    model: Any, *, name: str | None = None, layout: Layout | None = None, inputs: Any = None, **settings: Any
+) -> Report:
     """Assert the verdict is ``healthy``: no vanishing within seq_len, no exploding, finite gradients.
 
     Args:
         model: anything :func:`gradhealth.audit` accepts.
         name: the model's label in messages and the session report.
         layout: how to call the model, where gradhealth cannot tell.
+        inputs: probe with these sequences (see :func:`gradhealth.audit`; default: the marker's ``inputs=``).
         settings: audit settings (``seq_len``, ``batch_size``, ``seed``, ``dtype``, ``task``, ``probes``, ``eps``...).
 
     Returns:
@@ -67,13 +73,19 @@ def assert_healthy(model: Any, *, name: str | None = None, layout: Layout | None
         AssertionError: the verdict is not healthy, with the explanation.
     """
     __tracebackhide__ = True
-    report, label = _audit(model, "assert_healthy", settings, name, layout)
+    report, label = _audit(model, "assert_healthy", settings, name, layout, inputs)
     verify(report, gates_from({}), check="assert_healthy()", label=label)
     return report
 
 
 def assert_no_vanishing(
-    model: Any, *, over: int, name: str | None = None, layout: Layout | None = None, **settings: Any
+    model: Any,
+    *,
+    over: int,
+    name: str | None = None,
+    layout: Layout | None = None,
+    inputs: Any = None,
+    **settings: Any,
 ) -> Report:
     """Assert the gradient does not vanish over a dependency of ``over`` steps (the horizon exceeds it).
 
@@ -82,7 +94,7 @@ def assert_no_vanishing(
     """
     __tracebackhide__ = True
     report, label = _audit(
-        model, "assert_no_vanishing", {**settings, **_over(over, "assert_no_vanishing")}, name, layout
+        model, "assert_no_vanishing", {**settings, **_over(over, "assert_no_vanishing")}, name, layout, inputs
     )
     gates = gates_from({"fail_on": {"inconclusive", "finite_memory", "vanishing", "non_finite"}})
     verify(report, gates, check=f"assert_no_vanishing(over={over})", label=label)
@@ -90,7 +102,13 @@ def assert_no_vanishing(
 
 
 def assert_no_exploding(
-    model: Any, *, over: int, name: str | None = None, layout: Layout | None = None, **settings: Any
+    model: Any,
+    *,
+    over: int,
+    name: str | None = None,
+    layout: Layout | None = None,
+    inputs: Any = None,
+    **settings: Any,
 ) -> Report:
     """Assert the gradient does not explode (g(k) stays below 100) within ``over`` steps.
 
@@ -99,7 +117,7 @@ def assert_no_exploding(
     """
     __tracebackhide__ = True
     report, label = _audit(
-        model, "assert_no_exploding", {**settings, **_over(over, "assert_no_exploding")}, name, layout
+        model, "assert_no_exploding", {**settings, **_over(over, "assert_no_exploding")}, name, layout, inputs
     )
     gates = gates_from({"fail_on": {"exploding", "non_finite"}})
     verify(report, gates, check=f"assert_no_exploding(over={over})", label=label)
@@ -113,6 +131,7 @@ def assert_memory_horizon(
     at_most: float | None = None,
     name: str | None = None,
     layout: Layout | None = None,
+    inputs: Any = None,
     **settings: Any,
 ) -> Report:
     """Assert the memory horizon (steps until g(k) falls below ε) lies within bounds.
@@ -133,14 +152,14 @@ def assert_memory_horizon(
     values = {n: v for n, (v, _) in layer.items()}
     call = call_layer(settings, lambda n: f"argument {n}= to assert_memory_horizon()")
     resolved = table.resolve(table.PYTEST, [_inherited(), layer, call])
-    report, label = audit_with_settings(model, resolved, name=name, layout=layout, gated=True)
+    report, label = audit_with_settings(model, resolved, name=name, layout=layout, gated=True, inputs=inputs)
     shown = ", ".join(f"{k}={v:g}" for k, v in (("at_least", at_least), ("at_most", at_most)) if v is not None)
     verify(report, gates_from(values), check=f"assert_memory_horizon({shown})", label=label)
     return report
 
 
 def assert_finite_gradients(
-    model: Any, *, name: str | None = None, layout: Layout | None = None, **settings: Any
+    model: Any, *, name: str | None = None, layout: Layout | None = None, inputs: Any = None, **settings: Any
 ) -> Report:
     """Assert every probed gradient is finite (no NaN or Inf at any lag).
 
@@ -148,7 +167,7 @@ def assert_finite_gradients(
         AssertionError: the verdict is non_finite.
     """
     __tracebackhide__ = True
-    report, label = _audit(model, "assert_finite_gradients", settings, name, layout)
+    report, label = _audit(model, "assert_finite_gradients", settings, name, layout, inputs)
     verify(report, gates_from({"fail_on": {"non_finite"}}), check="assert_finite_gradients()", label=label)
     return report
 

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Auditor",
+    "ambient_inputs",
     "ambient_settings",
+    "audit_kwargs",
     "audit_with_settings",
     "call_layer",
     "gates_from",
@@ -43,6 +45,26 @@ def ambient_settings() -> table.Resolved:
     plugin = _plugin()
     item = plugin.active_item() if plugin is not None else None
     return plugin.item_settings(item) if item is not None else table.resolve(table.PYTEST)
+
+
+def ambient_inputs() -> Any:
+    """The running test's probe inputs (its marker's ``inputs=``, or the ``gradhealth_inputs`` fixture it uses),
+    else ``None``."""
+    plugin = _plugin()
+    item = plugin.active_item() if plugin is not None else None
+    return plugin.item_inputs(item) if item is not None else None
+
+
+def audit_kwargs(settings: table.Resolved, inputs: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`gradhealth.audit`. With probe inputs, the lag window, the task and the
+    batch size left at their defaults are left out, so they come from the data as in ``audit(model, inputs=...)``
+    (the batch size default still caps the sequences used)."""
+    kwargs = settings.audit_kwargs()
+    if inputs is not None:
+        for name in ("seq_len", "burn_in", "task"):
+            if name not in settings.sources:
+                kwargs.pop(name)
+    return kwargs
 
 
 def call_layer(values: Mapping[str, Any], source: Any) -> table.Layer:
@@ -97,7 +119,13 @@ def gates_from(values: Mapping[str, Any]) -> Thresholds:
 
 
 def audit_with_settings(
-    model: Any, settings: table.Resolved, *, name: str | None = None, layout: Layout | None = None, gated: bool = False
+    model: Any,
+    settings: table.Resolved,
+    *,
+    name: str | None = None,
+    layout: Layout | None = None,
+    gated: bool = False,
+    inputs: Any = None,
 ) -> tuple[Report, str]:
     """Audit with resolved settings and record the result for the session report.
 
@@ -107,6 +135,7 @@ def audit_with_settings(
         name: the model's label.
         layout: how to call the model.
         gated: the settings' thresholds will be applied: a ``min_horizon`` beyond ``seq_len`` is refused.
+        inputs: probe inputs (see :func:`gradhealth.audit`); ``None``: the running test's, if any.
 
     Returns:
         The report and the model's label.
@@ -116,11 +145,15 @@ def audit_with_settings(
     """
     __tracebackhide__ = True
     skip_if_switched_off()
-    if gated:
+    inputs = ambient_inputs() if inputs is None else inputs
+    if gated and inputs is None:
         table.check_horizon_within_reach(settings)
     from gradhealth.engine import audit
 
-    report = audit(model, **settings.audit_kwargs(), layout=layout)
+    report = audit(model, **audit_kwargs(settings, inputs), layout=layout, inputs=inputs)
+    if gated and inputs is not None:  # K came from the data's length
+        seq_len = report.config["seq_len"]
+        table.check_horizon_within_reach(settings.with_layers({"seq_len": (seq_len, "the inputs' length")}))
     label = name or type(model).__name__
     _record(report, label)
     return report, label
@@ -148,6 +181,8 @@ class Auditor:
     Args:
         settings: the resolved settings (default: the running test's, or the defaults outside pytest).
         test: the test's name, used in error sources.
+        inputs: probe inputs for every audit (see :func:`gradhealth.audit`; default: the running test's marker
+            ``inputs=``, if any).
 
     Example:
         >>> import torch
@@ -157,9 +192,19 @@ class Auditor:
         'vanishing'
     """
 
-    def __init__(self, settings: table.Resolved | None = None, *, test: str | None = None) -> None:
+    def __init__(self, settings: table.Resolved | None = None, *, test: str | None = None, inputs: Any = None) -> None:
         self._settings = settings if settings is not None else ambient_settings()
         self._test = test
+        self._inputs = inputs
+
+    @property
+    def inputs(self) -> Any:
+        """The probe inputs of every audit (``None``: the synthetic task)."""
+        return self._inputs
+
+    def with_inputs(self, inputs: Any) -> Auditor:
+        """A new auditor that probes with ``inputs``."""
+        return Auditor(self._settings, test=self._test, inputs=inputs)
 
     @property
     def settings(self) -> table.Resolved:
@@ -172,7 +217,7 @@ class Auditor:
         Raises:
             ConfigError: an unknown setting or an invalid value.
         """
-        return Auditor(self._merged(overrides, "with_settings"), test=self._test)
+        return Auditor(self._merged(overrides, "with_settings"), test=self._test, inputs=self._inputs)
 
     def _merged(self, overrides: Mapping[str, Any], verb: str) -> table.Resolved:
         if not overrides:
@@ -180,13 +225,22 @@ class Auditor:
         where = f" in {self._test}" if self._test else ""
         return self._settings.with_layers(call_layer(overrides, f"argument to {verb}(){where}"))
 
-    def audit(self, model: Any, *, name: str | None = None, layout: Layout | None = None, **overrides: Any) -> Report:
+    def audit(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        layout: Layout | None = None,
+        inputs: Any = None,
+        **overrides: Any,
+    ) -> Report:
         """Audit the model and record the report for the session report.
 
         Args:
             model: anything :func:`gradhealth.audit` accepts.
             name: the model's label in messages and the session report (default: its class name).
             layout: how to call the model, where gradhealth cannot tell.
+            inputs: probe inputs for this call (default: the auditor's).
             overrides: settings for this call only (``seq_len=...``, ``seed=...``...).
 
         Returns:
@@ -196,9 +250,21 @@ class Auditor:
             ConfigError: an invalid setting, naming where it came from.
         """
         __tracebackhide__ = True
-        return audit_with_settings(model, self._merged(overrides, "audit"), name=name, layout=layout)[0]
+        settings = self._merged(overrides, "audit")
+        return audit_with_settings(model, settings, name=name, layout=layout, inputs=self._inputs_for(inputs))[0]
 
-    def check(self, model: Any, *, name: str | None = None, layout: Layout | None = None, **overrides: Any) -> Report:
+    def _inputs_for(self, inputs: Any) -> Any:
+        return self._inputs if inputs is None else inputs
+
+    def check(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        layout: Layout | None = None,
+        inputs: Any = None,
+        **overrides: Any,
+    ) -> Report:
         """Audit the model and assert the thresholds of the settings (fail_on, min/max_horizon, max_decay_rate).
 
         Returns:
@@ -210,7 +276,9 @@ class Auditor:
         """
         __tracebackhide__ = True
         settings = self._merged(overrides, "check")
-        report, label = audit_with_settings(model, settings, name=name, layout=layout, gated=True)
+        report, label = audit_with_settings(
+            model, settings, name=name, layout=layout, gated=True, inputs=self._inputs_for(inputs)
+        )
         gates = gates_from(settings.gate_values())
         verify(report, gates, check=f"check({_describe_gates(gates)})", label=label)
         return report

@@ -125,11 +125,17 @@ def reproduce_call(report: Report) -> str:
     """
     from gradhealth.settings import API, PROBE, carried_by
 
-    args = [f"{key}={report.config[key]!r}" for key in _REPRODUCE_KEYS if key in report.config]
+    skipped = ("task", "input_scale") if report.inputs is not None else ()  # the data is the probe
+    args = [f"{key}={report.config[key]!r}" for key in _REPRODUCE_KEYS if key in report.config and key not in skipped]
     for setting in carried_by(API, PROBE):
         value = report.config.get(setting.name)
         if value is not None and setting.type.parse(value) != setting.default:
             args.append(f"{setting.name}={value!r}")
+    if report.inputs is not None:
+        from gradhealth.formatting import format_inputs
+
+        args.append("inputs=INPUTS")
+        return f"gradhealth.audit(model, {', '.join(args)})\n  with INPUTS = {format_inputs(report.inputs)}"
     return f"gradhealth.audit(model, {', '.join(args)})"
 
 
