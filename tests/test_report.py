@@ -34,7 +34,7 @@ def report() -> Report:
 
 def test_json_has_the_documented_keys(report: Report) -> None:
     data = json.loads(report.to_json())
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert list(data)[:2] == ["schema_version", "verdict"]
     assert set(data["metrics"]) >= REQUIRED_METRICS
     assert {"lags", "g"} <= set(data["profile"])

@@ -206,7 +206,7 @@ def test_resolve_takes_the_last_layer_and_keeps_sources() -> None:
     assert resolved.source("probes") == "pytest default"
     assert resolved.values["probes"] == "quick"
     assert resolved.audit_kwargs()["batch_size"] == 4
-    assert set(resolved.gate_values()) == {"fail_on", "min_horizon", "max_horizon", "max_decay_rate"}
+    assert set(resolved.gate_values()) == {"fail_on", "min_horizon", "max_horizon", "max_decay_rate", "gate_decision"}
     assert resolved.explicit() == {"seq_len": (20, "env"), "seed": (1, "ini"), "batch_size": (4, "marker")}
     assert resolved.lines(explicit_only=True) == ["seq_len = 20  (env)", "batch_size = 4  (marker)", "seed = 1  (ini)"]
     again = resolved.with_layers({"seed": (2, "call")})

@@ -46,6 +46,13 @@ class AuditConfig:
         length_scan_lengths: sequence lengths of the ``length_scan`` probe.
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe (at most the state size).
         gradient_splits: sub-batches of the ``parameter_gradients`` probe.
+        probe_vectors: random seed vectors per probe sample.
+        probe_mode: ``random`` or ``exact`` (the Frobenius norm through every output basis vector).
+        summary: ``rms`` or ``median``: how per-sample norms are summarised into the lag profile.
+        interval_level: level of the intervals on the lag metrics (see :mod:`gradhealth.uncertainty`).
+        bootstrap_samples: bootstrap resamples behind each interval (0: none).
+        target_horizon_precision: relative half-width of the horizon interval to reach by adding probe batches.
+        max_probe_batches: the most probe batches ``target_horizon_precision`` may use.
 
     Defaults are the settings table's (see :mod:`gradhealth.settings`).
     """
@@ -66,6 +73,13 @@ class AuditConfig:
     length_scan_lengths: tuple[int, ...] = _default("length_scan_lengths")
     lyapunov_top_k: int = _default("lyapunov_top_k")
     gradient_splits: int = _default("gradient_splits")
+    summary: str = _default("summary")
+    probe_vectors: int = _default("probe_vectors")
+    probe_mode: str = _default("probe_mode")
+    interval_level: float = _default("interval_level")
+    bootstrap_samples: int = _default("bootstrap_samples")
+    target_horizon_precision: float | None = _default("target_horizon_precision")
+    max_probe_batches: int = _default("max_probe_batches")
     source: str = field(default="argument", compare=False, repr=False)
 
     def __post_init__(self) -> None:

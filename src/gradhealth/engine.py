@@ -49,6 +49,13 @@ def audit(
     length_scan_lengths: Sequence[int] | None = None,
     lyapunov_top_k: int | None = None,
     gradient_splits: int | None = None,
+    summary: str | None = None,
+    probe_vectors: int | None = None,
+    probe_mode: str | None = None,
+    interval_level: float | None = None,
+    bootstrap_samples: int | None = None,
+    target_horizon_precision: float | None = None,
+    max_probe_batches: int | None = None,
     layout: Layout | None = None,
     inputs: Any = None,
 ) -> Report:
@@ -75,6 +82,15 @@ def audit(
         length_scan_lengths: sequence lengths of the ``length_scan`` probe [16, 32, ..., 4096].
         lyapunov_top_k: exponents computed by the ``lyapunov`` probe, at most the state size [4].
         gradient_splits: sub-batches of the ``parameter_gradients`` probe [1].
+        probe_vectors: random seed vectors per probe sample; N backward passes, 1/N of the variance [1].
+        probe_mode: ``random`` seed vectors, or ``exact``: the Frobenius norm of each Jacobian block through every
+            output basis vector (outputs of at most 256 features) [``random``].
+        summary: ``rms`` or ``median``: how the per-sample norms make the lag profile [``rms``].
+        interval_level: level of the interval on every headline number [0.9].
+        bootstrap_samples: bootstrap resamples behind each interval; 0 computes none [200].
+        target_horizon_precision: add probe batches of ``batch_size`` until the horizon's interval is within this
+            relative half-width (0.05: ±5%) [none: one batch].
+        max_probe_batches: the most batches ``target_horizon_precision`` may use [8].
         layout: how to call the model and read its output, where gradhealth cannot tell.
         inputs: probe with these sequences instead of a synthetic task: a ``[B, T, D]`` float tensor or array,
             ``[B, T]`` token ids, a list of them, or an iterable of batches such as a ``DataLoader`` (see
@@ -119,6 +135,13 @@ def audit(
         "length_scan_lengths": length_scan_lengths,
         "lyapunov_top_k": lyapunov_top_k,
         "gradient_splits": gradient_splits,
+        "summary": summary,
+        "probe_vectors": probe_vectors,
+        "probe_mode": probe_mode,
+        "interval_level": interval_level,
+        "bootstrap_samples": bootstrap_samples,
+        "target_horizon_precision": target_horizon_precision,
+        "max_probe_batches": max_probe_batches,
     }
     data = _read_inputs(inputs, given) if inputs is not None else None
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})

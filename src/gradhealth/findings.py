@@ -97,6 +97,40 @@ CATALOGUE: dict[str, FindingSpec] = {
             "g(k) is normalised at the first lag with a gradient, so growth and decay are measured from there.",
         ),
         FindingSpec(
+            "GH012",
+            "info",
+            "horizon not reached within K, and no extrapolation",
+            "The tail fit is too short, too curved or too noisy to carry the profile beyond K (fewer than 8 "
+            "resolved lags, R² < 0.9, or a tail-rate interval that reaches 0), so no extrapolated number is "
+            "given. Raise seq_len to measure the horizon, or raise batch_size to narrow the tail rate.",
+        ),
+        FindingSpec(
+            "GH013",
+            "warning",
+            "the verdict rests on one or two samples",
+            "Leaving out the one or two probe samples that weigh most at the deciding lag changes the verdict: "
+            "the RMS profile is dominated by outliers. Look at the median profile (summary='median'), probe with "
+            "your own data (inputs), or raise batch_size; decide on the verdict only if it holds for typical "
+            "samples.",
+        ),
+        FindingSpec(
+            "GH014",
+            "info",
+            "a direct input-to-output path hides the recurrent memory",
+            "g falls 10x or more in the first step, then decays far more slowly: a skip connection or the D term "
+            "of a state-space model carries the lag-0 gradient. The lag-0 horizon measures that path; the "
+            "recurrent path's horizon (horizon_recurrent, normalised at the first lag after it) is what the "
+            "model remembers, and it decides the verdict.",
+        ),
+        FindingSpec(
+            "GH015",
+            "info",
+            "target precision not reached within the probe budget",
+            "The horizon's interval is still wider than target_horizon_precision after max_probe_batches probe "
+            "batches. Raise max_probe_batches or batch_size, accept a wider target, or raise seq_len when the "
+            "interval is unbounded (a horizon beyond K).",
+        ),
+        FindingSpec(
             "GH020",
             "warning",
             "finite receptive field: the output depends only on the last few inputs",

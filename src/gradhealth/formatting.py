@@ -6,6 +6,8 @@
 ('44 steps', '≈458 (extrapolated)')
 >>> format_horizon(38.0, reached=True, censored=True)
 '≥ 38 steps (censored by the resolution floor)'
+>>> format_interval((9.0, 12.0), 0.9, " steps"), format_interval((40.0, float("inf")), None)
+('90% [9, 12] steps', '[40, ∞]')
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "format_interval",
     "format_number",
     "format_report",
+    "interval_suffix",
     "model_label",
     "sparkline",
 ]
@@ -98,16 +101,27 @@ def format_horizon(
     return f"≈{value} (extrapolated)" if compact else f"≈{value} (not reached within K; extrapolated)"
 
 
-def format_interval(interval: Sequence[float] | None) -> str:
-    """An interval as ``[low, high]``, or the empty string when there is none.
+def format_interval(
+    interval: Sequence[float] | None, level: float | None = None, unit: str = "", digits: int = 3
+) -> str:
+    """An interval as ``[low, high]``, with its level and unit when given (``90% [9, 12] steps``); the empty
+    string when there is none.
 
-    >>> format_interval([8.0, 11.5]), format_interval(None)
-    ('[8, 11.5]', '')
+    >>> format_interval([8.0, 11.5]), format_interval(None), format_interval((9.0, 12.0), 0.9, " steps")
+    ('[8, 11.5]', '', '90% [9, 12] steps')
     """
     if interval is None:
         return ""
-    low, high = interval
-    return f"[{format_number(low)}, {format_number(high)}]"
+    low, high = (format_number(v, digits=digits) for v in interval[:2])
+    prefix = f"{level * 100:g}% " if level is not None else ""
+    return f"{prefix}[{low}, {high}]{unit}"
+
+
+def interval_suffix(metrics: Any, name: str, unit: str = "") -> str:
+    """`` (90% [9, 12])``: the interval of one metric of a :class:`~gradhealth.report.LagMetrics`, for appending
+    after its value; empty when the metric has none."""
+    pair = metrics.intervals.get(name) if metrics.intervals else None
+    return f" ({format_interval(pair, metrics.interval_level, unit)})" if pair else ""
 
 
 def model_label(model: Mapping[str, Any]) -> str:
@@ -163,10 +177,15 @@ def _direction_lines(result: DirectionResult, eps: float, label: str) -> list[st
     horizon_1e3 = format_horizon(m.horizon_1e3, reached=m.horizon_1e3_reached, censored=m.horizon_1e3_censored)
     lines = [
         f"{label}verdict: {result.verdict.upper()}" + (f"  [{', '.join(result.tags)}]" if result.tags else ""),
-        f"  horizon@{eps:g}: {horizon}   horizon@1e-3: {horizon_1e3}",
-        f"  decay rate: {format_number(m.decay_rate, '/step')} (tail {format_number(m.decay_rate_tail, '/step')}, "
-        f"R² {format_number(m.fit_r2)})   half-life: {format_number(m.half_life, ' steps')}",
-        f"  peak: lag {m.peak_lag}, gain {format_number(m.peak_gain)}"
+        f"  horizon@{eps:g}: {horizon}{interval_suffix(m, 'horizon')}   "
+        f"horizon@1e-3: {horizon_1e3}{interval_suffix(m, 'horizon_1e3')}",
+        f"  decay rate: {format_number(m.decay_rate, '/step')}{interval_suffix(m, 'decay_rate')} "
+        f"(tail {format_number(m.decay_rate_tail, '/step')}{interval_suffix(m, 'decay_rate_tail')}, "
+        f"R² {format_number(m.fit_r2)})",
+        f"  half-life: {format_number(m.half_life, ' steps')}{interval_suffix(m, 'half_life')}   "
+        f"timescale: {format_number(m.timescale, ' steps')}{interval_suffix(m, 'timescale')}",
+        f"  peak: lag {m.peak_lag}{interval_suffix(m, 'peak_lag')}, gain {format_number(m.peak_gain)}"
+        f"{interval_suffix(m, 'peak_gain')}"
         + (f"   first explode lag: {m.first_explode_lag}" if m.first_explode_lag is not None else "")
         + (f"   first non-finite lag: {m.first_nonfinite_lag}" if m.first_nonfinite_lag is not None else ""),
         f"  g(k), log scale, lags 0..{m.max_lag}: |{sparkline(result.profile.g)}|",

@@ -12,11 +12,17 @@ number of the metric contract (docs/metrics.md):
   dtype (:func:`rate_resolution`) is exactly 0;
   timescale τ = -1/decay_rate_tail; half_life = ln 2 · τ;
 - horizon at ε: 1 + the last lag k <= K with g(k) >= ε. If that is K itself the horizon is not reached and is
-  extrapolated as K + ln(ε/g(K))/decay_rate_tail. If the profile drops below the resolution floor while still
-  above ε, the horizon is *censored*: the value is a lower bound;
+  extrapolated as K + ln(ε/g(K))/decay_rate_tail, but only from a tail fit that deserves it (at least
+  :data:`MIN_EXTRAPOLATION_LAGS` resolved lags, R² >= 0.9; the lag probe also asks for a tail-rate interval
+  resolved away from 0): otherwise it is ``inf``, "not reached within K", tagged no_extrapolation. If the
+  profile drops below the resolution floor while still above ε, the horizon is *censored*: a lower bound;
 - verdict: non_finite if any gradient is NaN/Inf; else exploding if max g >= 100; else inconclusive if the
   horizon is censored short of K; else finite_memory if the model is not a recurrence and the profile is cut
-  off by exact zeros (a finite receptive field); else vanishing if the horizon is reached within K; else healthy.
+  off by exact zeros (a finite receptive field); else vanishing if the horizon is reached within K; else healthy;
+- a direct input-to-output path (g falls 10x or more in the first step, then decays at least 10x more slowly:
+  a skip connection, a state-space model's D term) hides the recurrent memory behind a lag-0 horizon of 1: the
+  recurrent path's horizon (``horizon_recurrent``, g normalised at the first lag after the direct path,
+  ``recurrent_reference_lag``) is reported beside it and decides vanishing/healthy (``verdict_basis``).
 
     >>> import numpy as np
     >>> norms = np.tile(0.9 ** np.arange(61.0), (4, 1))
@@ -37,11 +43,14 @@ import numpy.typing as npt
 from gradhealth.report import VERDICT_SEVERITY, LagMetrics, Profile
 
 __all__ = [
+    "DIRECT_PATH_DROP",
     "DTYPE_LIMITS",
     "QUANTILE_LEVELS",
+    "SUMMARIES",
     "ProfileSummary",
     "horizon_at",
     "linear_fit",
+    "median_over_samples",
     "rate_resolution",
     "resolution_flags",
     "resolution_floor",
@@ -68,6 +77,11 @@ QUANTILE_LEVELS = {"q10": 0.1, "q50": 0.5, "q90": 0.9}
 #: R² below this tags a profile non_exponential.
 R2_EXPONENTIAL = 0.9
 
+#: An unreached horizon is extrapolated only from a tail fit over at least this many resolved lags with an R² of at
+#: least :data:`R2_EXPONENTIAL` (a fit over a handful of noisy lags gave "inf (extrapolated)" on trained models);
+#: otherwise it is reported as not reached within K (``inf``) and tagged ``no_extrapolation``.
+MIN_EXTRAPOLATION_LAGS = 8
+
 #: Trailing exact zeros count as structural (finite memory) only if the last positive g before them is at least
 #: this: kernels underflow to exact zero long before tiny/eps (float32 oneDNN LSTMs at g ~ 1e-22), while a
 #: genuine memory cut-off (a delay line, a detached state) drops from a resolvable value.
@@ -76,6 +90,15 @@ STRUCTURAL_ZERO_MIN = 1e-8
 #: A peak of g above the reference at or above this, followed by decay, tags transient_amplification (a few
 #: percent is ordinary LSTM behaviour: x_{t-1} reaches y_t through more paths than x_t).
 TRANSIENT_GAIN = 1.1
+
+#: How the per-sample norms are summarised into G(k): the root mean square (the metric contract) or the median
+#: (robust to a few outlying samples; see docs/metrics.md).
+SUMMARIES = ("rms", "median")
+
+#: A direct input-to-output path (a skip connection, the D term of a state-space model): g falls by at least this
+#: factor from the reference lag to the next one, and the next step falls at least 1/this less steeply. The
+#: recurrent path's horizon is then measured from the first lag after the direct path as well.
+DIRECT_PATH_DROP = 0.1
 
 #: Numerical resolution of a decay rate, in units of the probe dtype's epsilon per step: one step of BPTT
 #: multiplies a gradient by a Jacobian whose representation and product are exact to about an ulp, so a
@@ -130,6 +153,13 @@ def rms_over_samples(norms: Array) -> Array:
         rms = safe * np.sqrt(np.mean((norms / safe) ** 2, axis=0))
     rms[~np.all(np.isfinite(norms), axis=0)] = np.nan
     return rms
+
+
+def median_over_samples(norms: Array) -> Array:
+    """G(k) = median_b N_b(k) (NaN at a lag with a non-finite norm): the robust summary."""
+    big = np.median(np.where(np.isfinite(norms), norms, 0.0), axis=0)
+    big[~np.all(np.isfinite(norms), axis=0)] = np.nan
+    return big
 
 
 def linear_fit(x: Array, y: Array) -> tuple[float | None, float | None]:
@@ -204,6 +234,22 @@ def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
         }
 
 
+def _direct_path_end(g: Array, positive: npt.NDArray[np.bool_], ref: int) -> int | None:
+    """The first lag after a direct input-to-output path, or ``None`` when the profile shows none.
+
+    A direct path (a skip connection, the D term of a state-space model) makes g(ref) much larger than what the
+    recurrence carries: g falls by :data:`DIRECT_PATH_DROP` or more in one step, then decays far more slowly.
+    A plain fast decay (g = 0.05^k) falls at the same rate every step and is not one.
+    """
+    first, second = ref + 1, ref + 2
+    if second >= g.size or not (positive[first] and positive[second]):
+        return None
+    drop, next_drop = g[first] / g[ref], g[second] / g[first]
+    if drop <= DIRECT_PATH_DROP and next_drop >= drop / DIRECT_PATH_DROP:
+        return first
+    return None
+
+
 def resolution_flags(big_g: Array, floor: float) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """(finite, resolved) flags per lag.
 
@@ -234,6 +280,7 @@ def summarize_profile(
     explode_threshold: float = 100.0,
     output_is_finite: bool = True,
     recurrent: bool = True,
+    summary: str = "rms",
 ) -> ProfileSummary:
     """Compute the profile, metrics, verdict and tags from per-sample norms ``[B, K + 1]``.
 
@@ -249,6 +296,7 @@ def summarize_profile(
         recurrent: False when the model is known not to be a recurrence (attention, convolution, per-step
             layers): a profile cut off by exact zeros is then a finite receptive field (verdict
             ``finite_memory``), not a vanishing product of Jacobians.
+        summary: ``"rms"`` (G is the root mean square over samples) or ``"median"`` (robust to outliers).
 
     Raises:
         ValueError: ``norms`` is not ``[batch, lags]`` or the dtype is unknown.
@@ -259,7 +307,9 @@ def summarize_profile(
     floor = resolution_floor(dtype) if floor is None else floor
     max_lag = n.shape[1] - 1
     lags = np.arange(max_lag + 1)
-    big_g = rms_over_samples(n)
+    if summary not in SUMMARIES:
+        raise ValueError(f"unknown summary {summary!r}; known: {', '.join(SUMMARIES)}")
+    big_g = rms_over_samples(n) if summary == "rms" else median_over_samples(n)
     finite, resolved = resolution_flags(big_g, floor)
     positive = resolved & (big_g > 0)
 
@@ -284,17 +334,28 @@ def summarize_profile(
     rate, r2 = _log_fit(lags[positive].astype(float), log_g[positive], step_resolution)
     last_positive = int(np.nonzero(positive)[0][-1]) if positive.any() else 0
     tail = positive & (lags >= ref + math.ceil((last_positive - ref) / 2))
-    rate_tail, _ = _log_fit(lags[tail].astype(float), log_g[tail], step_resolution)
+    rate_tail, tail_r2 = _log_fit(lags[tail].astype(float), log_g[tail], step_resolution)
+    fit_deserves_extrapolation = (
+        int(tail.sum()) >= MIN_EXTRAPOLATION_LAGS and tail_r2 is not None and tail_r2 >= R2_EXPONENTIAL
+    )
+    extrapolation_rate = rate_tail if fit_deserves_extrapolation else None
     timescale = (-1.0 / rate_tail if rate_tail < 0 else math.inf) if rate_tail is not None else None
     half_life = math.log(2) * timescale if timescale is not None else None
 
     if not positive.any() and dtype in NARROW_DTYPES:
         resolved[:] = False  # no gradient at all in float16/bfloat16 cannot be told from underflow
     g_for_horizon = np.where(resolved, g, np.where(finite, 0.0, np.nan))
-    horizon, reached = horizon_at(g_for_horizon, eps, rate_tail)
-    horizon2, reached2 = horizon_at(g_for_horizon, eps_secondary, rate_tail)
+    horizon, reached = horizon_at(g_for_horizon, eps, extrapolation_rate)
+    horizon2, reached2 = horizon_at(g_for_horizon, eps_secondary, extrapolation_rate)
     censored = reached and _is_censored(g, resolved, eps, relative_floor)
     censored2 = reached2 and _is_censored(g, resolved, eps_secondary, relative_floor)
+
+    recurrent_ref = _direct_path_end(g, positive, ref)
+    horizon_recurrent: float | None = None
+    recurrent_reached = True
+    if recurrent_ref is not None:
+        g_recurrent = np.where(lags >= recurrent_ref, g_for_horizon / g[recurrent_ref], 0.0)
+        horizon_recurrent, recurrent_reached = horizon_at(g_recurrent, eps, extrapolation_rate)
 
     nonfinite_lags = np.nonzero(~np.all(np.isfinite(n), axis=0))[0]
     first_nonfinite = int(nonfinite_lags[0]) if nonfinite_lags.size else None
@@ -304,6 +365,8 @@ def summarize_profile(
         verdict = "exploding"
     elif censored and horizon <= max_lag:
         verdict = "inconclusive"
+    elif recurrent_ref is not None:
+        verdict = "vanishing" if recurrent_reached else "healthy"
     elif reached:
         verdict = "vanishing"
     else:
@@ -327,6 +390,8 @@ def summarize_profile(
         tags.append("unresolved_tail")
     if censored or censored2:
         tags.append("censored_horizon")
+    if not reached2 and rate_tail is not None and rate_tail < 0 and not fit_deserves_extrapolation:
+        tags.append("no_extrapolation")
     if not positive.any() and resolved.any():
         tags.append("no_gradient")
 
@@ -351,6 +416,10 @@ def summarize_profile(
         horizon_censored=censored,
         horizon_1e3_censored=censored2,
         relative_floor=relative_floor,
+        horizon_recurrent=horizon_recurrent,
+        horizon_recurrent_reached=recurrent_reached,
+        recurrent_reference_lag=recurrent_ref,
+        verdict_basis="recurrent" if recurrent_ref is not None else "reference",
     )
     profile = Profile(
         lags=lags.tolist(),

@@ -3,7 +3,7 @@
 Everything here is standard library only, so reading a report back (``Report.from_json``), comparing two, or
 rendering one never imports torch or numpy.
 
-JSON conventions (schema version 1, docs/schema.md): non-finite floats are written as the strings ``"inf"``,
+JSON conventions (schema version 2, docs/schema.md): non-finite floats are written as the strings ``"inf"``,
 ``"-inf"`` and ``"nan"`` (plain JSON has no such numbers) and read back as floats.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "GATE_METRICS",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "VERDICTS",
     "VERDICT_SEVERITY",
@@ -29,12 +31,23 @@ __all__ = [
     "encode_floats",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Schema versions :meth:`Report.from_dict` reads (version 1 has no intervals: they read back empty).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 #: Verdicts from best to worst. ``inconclusive``: the probe dtype could not resolve the profile down to ε
 #: within K (the horizon is censored), so neither healthy nor vanishing can be told.
 VERDICTS = ("healthy", "inconclusive", "finite_memory", "vanishing", "exploding", "non_finite")
 VERDICT_SEVERITY = {name: rank for rank, name in enumerate(VERDICTS)}
+
+#: The gates that decide on a metric with an interval: ``{gate: (metric, passes when the metric is at least the
+#: threshold)}``. ``max_decay_rate`` is given as a positive rate and checked against ``-|threshold|``.
+GATE_METRICS: dict[str, tuple[str, bool]] = {
+    "min_horizon": ("horizon", True),
+    "max_horizon": ("horizon", False),
+    "max_decay_rate": ("decay_rate", True),
+}
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
@@ -79,7 +92,10 @@ class LagMetrics:
     after a delay). ``relative_floor`` is the resolution floor as a fraction of G(reference_lag): g values at or
     below it cannot be resolved. ``intervals`` maps a metric's name (``horizon``, ``horizon_1e3``,
     ``decay_rate``, ``decay_rate_tail``, ``timescale``, ``half_life``, ``peak_lag``, ``peak_gain``) to its
-    ``[low, high]`` interval at ``interval_level`` (see :mod:`gradhealth.uncertainty`).
+    ``[low, high]`` interval at ``interval_level`` (see :mod:`gradhealth.uncertainty`). When the profile shows a
+    direct input-to-output path, ``horizon_recurrent`` is the horizon of g normalised at
+    ``recurrent_reference_lag`` (the first lag after the direct path) and decides between vanishing and healthy
+    (``verdict_basis = "recurrent"``; otherwise ``"reference"``: the horizon at ``reference_lag`` decides).
     """
 
     horizon: float
@@ -104,12 +120,40 @@ class LagMetrics:
     relative_floor: float = 0.0
     intervals: dict[str, list[float]] = field(default_factory=dict)
     interval_level: float | None = None
+    horizon_recurrent: float | None = None
+    horizon_recurrent_reached: bool = True
+    recurrent_reference_lag: int | None = None
+    verdict_basis: str = "reference"
+    samples: int = 0
 
     @property
     def horizon_ci(self) -> tuple[float, float] | None:
         """The interval of ``horizon`` at ``interval_level`` (``None`` when none was computed)."""
-        pair = self.intervals.get("horizon")
+        return self.interval("horizon")
+
+    def interval(self, name: str) -> tuple[float, float] | None:
+        """The interval of one metric at ``interval_level`` (``None`` when none was computed)."""
+        pair = self.intervals.get(name)
         return (pair[0], pair[1]) if pair else None
+
+    def is_borderline(self, gate: str, threshold: float) -> bool:
+        """Whether a gate's outcome differs between the two ends of its metric's interval (see
+        :meth:`Report.is_borderline`); False when the metric has no interval."""
+        metric, at_least = _gate_metric(gate)
+        pair = self.interval(metric)
+        if pair is None:
+            return False
+        limit = -abs(threshold) if gate == "max_decay_rate" else threshold
+        low, high = pair
+        return low < limit <= high if at_least else low <= limit < high
+
+
+def _gate_metric(gate: str) -> tuple[str, bool]:
+    try:
+        return GATE_METRICS[gate]
+    except KeyError:
+        known = ", ".join(GATE_METRICS)
+        raise ValueError(f"no interval decides gate {gate!r}; gates with intervals: {known}") from None
 
 
 @dataclass
@@ -228,6 +272,27 @@ class Report:
         """True when the verdict is ``healthy``."""
         return self.verdict == "healthy"
 
+    def is_borderline(self, gate: str, threshold: float) -> bool:
+        """Whether ``threshold`` lies inside the interval of the metric a gate decides on, in any direction:
+        the point estimate passes (or fails) the gate but another probe seed could well decide otherwise.
+
+        Args:
+            gate: ``"min_horizon"``, ``"max_horizon"`` or ``"max_decay_rate"`` (see :data:`GATE_METRICS`).
+            threshold: the gate's threshold (steps, or a rate per step for ``max_decay_rate``).
+
+        Raises:
+            ValueError: no interval decides that gate.
+
+        Example:
+            >>> import torch, gradhealth
+            >>> report = gradhealth.audit(torch.nn.GRU(4, 8, batch_first=True), seq_len=30, probes="quick")
+            >>> low, high = report.metrics.horizon_ci
+            >>> report.is_borderline("min_horizon", high + 1)
+            False
+        """
+        _gate_metric(gate)
+        return any(d.metrics.is_borderline(gate, threshold) for d in self.directions)
+
     def direction(self, name: str) -> DirectionResult:
         """The result for one direction (``"forward"`` or ``"backward"``)."""
         for result in self.directions:
@@ -236,7 +301,7 @@ class Report:
         raise KeyError(f"no direction {name!r}; this report has {[d.name for d in self.directions]}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (schema version 1); non-finite floats stay floats (see :meth:`to_json`)."""
+        """Plain-data form (schema version 2); non-finite floats stay floats (see :meth:`to_json`)."""
         data = dataclasses.asdict(self)
         ordered = {"schema_version": data.pop("schema_version"), "verdict": data.pop("verdict")}
         ordered.update(data)
@@ -256,10 +321,11 @@ class Report:
         if not isinstance(data, dict) or "verdict" not in data or "metrics" not in data:
             raise ValueError("not a gradhealth report: expected an object with 'verdict' and 'metrics'")
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise ValueError(
                 f"report schema_version {version!r} is not supported by this gradhealth "
-                f"(reads version {SCHEMA_VERSION}); upgrade gradhealth or re-run the audit"
+                f"(reads versions {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); upgrade gradhealth or re-run "
+                "the audit"
             )
         return cls(
             verdict=data["verdict"],

@@ -424,6 +424,66 @@ TABLE: tuple[Setting, ...] = (
         _EVERY_FACE,
         PROBE,
     ),
+    _setting(
+        "summary",
+        Choice(names=("rms", "median")),
+        "rms",
+        "how the per-sample gradient norms are summarised into the profile: rms (the metric contract) or median "
+        "(robust when a few samples decide the verdict)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "probe_vectors",
+        Integer(minimum=1),
+        1,
+        "random seed vectors per probe sample: N backward passes, 1/N of the seed's variance in every norm",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "probe_mode",
+        Choice(names=("random", "exact")),
+        "random",
+        "random: gaussian seed vectors (the metric contract); exact: every basis vector of the output, giving the "
+        "Frobenius norm of each Jacobian block (one backward per output feature, at most 256)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "interval_level",
+        Number(low=0.0, high=1.0, low_open=True, high_open=True),
+        0.9,
+        "level of the interval reported on every headline number (a bootstrap over the probe samples)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "bootstrap_samples",
+        Integer(minimum=0),
+        200,
+        "bootstrap resamples behind each interval (0: no intervals)",
+        _EVERY_FACE,
+        PROBE,
+    ),
+    _setting(
+        "target_horizon_precision",
+        Number(low=0.0, low_open=True, optional=True, rule="must be a relative half-width > 0, e.g. 0.05"),
+        None,
+        "add probe batches until the horizon's interval is within this relative half-width of the horizon "
+        "(e.g. 0.05 for 5 percent either side), at most max_probe_batches",
+        _EVERY_FACE,
+        PROBE,
+        default_text="none: one batch",
+    ),
+    _setting(
+        "max_probe_batches",
+        Integer(minimum=1),
+        8,
+        "the most probe batches of batch_size samples target_horizon_precision may use",
+        _EVERY_FACE,
+        PROBE,
+    ),
     # Gates (gradhealth.gates).
     _setting(
         "fail_on",
@@ -456,6 +516,15 @@ TABLE: tuple[Setting, ...] = (
         Number(optional=True, rule="must be a rate per step, e.g. 0.05"),
         None,
         "fail when the gradient decays faster than this rate per step (natural log)",
+        _GATE_FACES,
+        GATE,
+    ),
+    _setting(
+        "gate_decision",
+        Choice(names=("point", "conservative")),
+        "point",
+        "what a horizon or rate gate decides on: the point estimate, or the conservative end of its interval "
+        "(a gate whose threshold lies inside the interval is reported borderline either way)",
         _GATE_FACES,
         GATE,
     ),

@@ -146,7 +146,7 @@ def test_github_annotations_and_step_summary(run: Run, tmp_path: Path) -> None:
     assert "horizon 44 < min 45 steps" in lines[0]
     text = summary.read_text()
     assert text.startswith("earlier step\n")
-    assert f"| {good} | forward | vanishing | 44 |" in text
+    assert f"| {good} | forward | vanishing | 44 \\[44, 44\\] |" in text
     plain = run("audit", good, *LINEAR, "--format", "github", env={"GITHUB_STEP_SUMMARY": ""})
     assert plain.exit_code == 0
     assert plain.stdout.startswith("::warning file=")

@@ -88,6 +88,8 @@ def test_failure_message_line_by_line(suite: pytest.Pytester) -> None:
             "E         because horizon@0.01 = 7 steps <= K = 16: the gradient fades before the dependency",
             "E       measured: horizon@0.01 7 steps, horizon@1e-3 10 steps, "
             "decay rate -0.693/step (tail -0.693, R² 1)*",
+            # (fnmatch reads [ as a character class: ? stands for the brackets)
+            "E         90% intervals: horizon ?7, 7?, horizon@1e-3 ?10, 10?, decay rate ?-0.693, -0.693?, *",
             "E       lag profile g(k) = G(k)/G(0), log10 scale:",
             "E         1e+00 │█",
             "E         1e-01 │████",

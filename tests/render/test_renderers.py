@@ -82,7 +82,7 @@ def test_json_document_round_trip(entries: list[NamedReport]) -> None:
 
 def test_markdown_and_table_rows(entries: list[NamedReport]) -> None:
     md = get_renderer("markdown")(entries)
-    assert "| a.pt | forward | vanishing | 44 | -0.105/step | 6.58 | FAIL min_horizon |" in md
+    assert "| a.pt | forward | vanishing | 44 \\[44, 44\\] | -0.105/step | 6.58 | FAIL min_horizon |" in md
     assert "- **b.pt**: b.pt is empty" in md
     table = get_renderer("table")(entries, color=False)
     assert "FAIL a.pt min_horizon (forward): horizon 44 < min 45 steps" in table

@@ -450,6 +450,43 @@ class Adapter(abc.ABC):
         the base class has nothing to settle."""
         return None
 
+    # -- state handover (burn-in without a graph) -------------------------------------------------------------
+    @property
+    def has_state_handover(self) -> bool:
+        """Whether :meth:`run_from_state` can run a sequence in two parts, the second from the first's final
+        state (a unidirectional model that takes an initial state)."""
+        return False
+
+    def run_from_state(self, burn_in: torch.Tensor, window: torch.Tensor) -> AdapterOutput:
+        """Run ``burn_in`` without building a graph, then ``window`` from the state it ends in.
+
+        The window's output and its gradients are those of one run over ``cat(burn_in, window)``: the state is
+        the same tensor, only the part of the graph no window gradient needs is never built.
+
+        Raises:
+            ModelCallError: the model raised; the message carries the input shape and the cause.
+            AdapterError: the adapter cannot hand state over, or the output is not a ``[B, T, O]`` sequence.
+        """
+        if not self.has_state_handover:
+            raise AdapterError(f"{self.family} adapters cannot start a run from a state")
+        try:
+            with torch.no_grad():
+                state = self._final_state(burn_in)
+            result = self._forward_from(window, state)
+        except (AdapterError, ModelCallError):
+            raise
+        except Exception as exc:
+            raise ModelCallError(self._call_failure(window, exc), model=self.model) from exc
+        return self._shape_output(window, result)
+
+    def _final_state(self, inputs: torch.Tensor) -> Any:
+        """The state after running ``inputs`` (adapters with state handover)."""
+        raise NotImplementedError
+
+    def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
+        """:meth:`_forward` from ``state`` instead of the initial state (adapters with state handover)."""
+        raise NotImplementedError
+
     def reset_state(self) -> None:
         """Clear the state a stateful model carries between calls (no-op for stateless models)."""
         reset = self.layout.reset

@@ -78,8 +78,18 @@ class RecurrentModuleAdapter(Adapter):
         return info
 
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
+        return self._forward_from(inputs, None)
+
+    @property
+    def has_state_handover(self) -> bool:
+        return not self.model.bidirectional
+
+    def _final_state(self, inputs: torch.Tensor) -> Any:
+        return self.model(inputs if self.batch_first else inputs.transpose(0, 1))[1]
+
+    def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
         x = inputs if self.batch_first else inputs.transpose(0, 1)
-        value = self.model(x)
+        value = self.model(x) if state is None else self.model(x, state)
         out = value[0] if self.layout.output is None else select_output(value, self.layout.output)
         return AdapterOutput(inputs, out if self.batch_first or out.dim() != 3 else out.transpose(0, 1))
 
@@ -106,12 +116,26 @@ class CellAdapter(Adapter):
         return info
 
     def _forward(self, inputs: torch.Tensor) -> AdapterOutput:
-        state: Any = None
+        return self._forward_from(inputs, None)
+
+    @property
+    def has_state_handover(self) -> bool:
+        return True
+
+    def _final_state(self, inputs: torch.Tensor) -> Any:
+        return self._unroll(inputs, None)[1]
+
+    def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
+        return AdapterOutput(inputs, self._unroll(inputs, state)[0])
+
+    def _unroll(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        # unbind once: indexing inputs[:, t] per step would make each step's backward write a zero tensor the
+        # size of the whole sequence, O(T^2) in all
         outputs = []
-        for t in range(inputs.shape[1]):
-            state = self.model(inputs[:, t], state)
+        for x_t in inputs.unbind(1):
+            state = self.model(x_t, state)
             outputs.append(state[0] if isinstance(state, tuple) else state)
-        return AdapterOutput(inputs, torch.stack(outputs, dim=1))
+        return torch.stack(outputs, dim=1), state
 
 
 class Unrolled:
@@ -204,10 +228,33 @@ class UnrolledAdapter(Adapter):
         self.reset_state()
         try:
             state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
-            outputs = []
-            for t in range(inputs.shape[1]):
-                y, state = self.model.step(inputs[:, t], state)
-                outputs.append(y)
+            return AdapterOutput(inputs, self._unroll(inputs, state)[0])
         finally:
             self.reset_state()
-        return AdapterOutput(inputs, torch.stack(outputs, dim=1))
+
+    @property
+    def has_state_handover(self) -> bool:
+        return True
+
+    def _final_state(self, inputs: torch.Tensor) -> Any:
+        # reset before the burn-in and after the window, never between: a stateful step carries on
+        self.reset_state()
+        try:
+            state = self.model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
+            return self._unroll(inputs, state)[1]
+        except BaseException:
+            self.reset_state()
+            raise
+
+    def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
+        try:
+            return AdapterOutput(inputs, self._unroll(inputs, state)[0])
+        finally:
+            self.reset_state()
+
+    def _unroll(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        outputs = []
+        for x_t in inputs.unbind(1):  # unbound once: see CellAdapter._unroll
+            y, state = self.model.step(x_t, state)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state

@@ -180,7 +180,8 @@ class SequenceAdapter(Adapter):
         self.reset_state()
         try:
             if self.layout.step_per_call:
-                steps = [self._call(inputs[:, t], batch).reshape(batch, -1) for t in range(inputs.shape[1])]
+                # unbound once: inputs[:, t] per step would make the backward O(T^2) (see CellAdapter._unroll)
+                steps = [self._call(x_t, batch).reshape(batch, -1) for x_t in inputs.unbind(1)]
                 return AdapterOutput(inputs, torch.stack(steps, dim=1))
             x = inputs if self.batch_first else inputs.transpose(0, 1)
             out = self._call(x, batch)

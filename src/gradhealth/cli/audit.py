@@ -306,6 +306,7 @@ def _gates(settings: table.Resolved) -> tuple[Thresholds, dict[str, Report]]:
         max_horizon=values["max_horizon"],
         max_decay_rate=values["max_decay_rate"],
         max_horizon_drop=(values["max_horizon_drop"] or HorizonDrop(0.0, False)) if baselines else None,
+        gate_decision=values["gate_decision"],
     )
     return gates, baselines
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
-from gradhealth.formatting import format_horizon, model_label
+from gradhealth.formatting import format_horizon, format_interval, model_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,8 +59,9 @@ def plot_profiles(
     """Overlay the lag profiles g(k) of one or more reports (every direction of each) on a log scale.
 
     Each profile is drawn over its resolved lags, with the 10th-90th percentile band of the per-sample ratios
-    (``profile.quantiles`` q10/q90 are log10 ratios), a dotted line at its horizon when reached within K, and
-    the ε line of the first report.
+    (``profile.quantiles`` q10/q90 are log10 ratios), a dotted line at its horizon when reached within K, a
+    light span over the horizon's interval (see :mod:`gradhealth.uncertainty`), and the ε line of the first
+    report.
 
     Args:
         reports: one report, a sequence of reports, or reports by label.
@@ -88,7 +89,9 @@ def plot_profiles(
         lowest = min([lowest, *drawn])
         highest = max([highest, *drawn])
         horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
-        label = f"{name}: {result.verdict}, horizon {horizon}"
+        pair = m.horizon_ci
+        interval = f" {format_interval(pair, m.interval_level)}" if pair is not None else ""
+        label = f"{name}: {result.verdict}, horizon {horizon}{interval}"
         ax.plot(prof.lags, g, style, color=color, lw=1.8, label=label)
         if band and "q10" in prof.quantiles and "q90" in prof.quantiles:
             low = [10.0**q if math.isfinite(q) else math.nan for q in prof.quantiles["q10"]]
@@ -98,6 +101,8 @@ def plot_profiles(
             )
         if m.horizon_reached and m.horizon > 0:
             ax.axvline(m.horizon, color=color, ls=":", lw=1.2)
+        if pair is not None and all(math.isfinite(v) for v in pair) and pair[1] > pair[0]:
+            ax.axvspan(pair[0], min(pair[1], prof.lags[-1]), color=color, alpha=0.08, lw=0)
     eps = float(series[0][2].config.get("eps", 1e-2)) if series else 1e-2
     ax.axhline(eps, color="0.35", ls="--", lw=1.0, label=f"ε = {eps:g}")
     ax.set_yscale("log")
@@ -107,5 +112,6 @@ def plot_profiles(
     ax.set_ylabel("g(k) = ‖∂L/∂x[t−k]‖ / ‖∂L/∂x[t]‖")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="best", fontsize="small", framealpha=0.9)
-    ax.set_title(title or "Gradient through time (dotted: horizon, band: 10-90% of samples)", fontsize="medium")
+    default_title = "Gradient through time (dotted: horizon, span: its interval, band: 10-90% of samples)"
+    ax.set_title(title or default_title, fontsize="medium")
     return ax

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from gradhealth._state import flush_denormals
+from gradhealth.errors import ConfigError
 from gradhealth.metrics import DTYPE_LIMITS, resolution_flags, resolution_floor, rms_over_samples
 from gradhealth.probes.base import input_gradients_only
 
@@ -155,6 +156,52 @@ def _seed(ctx: ProbeContext, stream: str, like: torch.Tensor) -> torch.Tensor:
     return ctx.randn(stream, shape, like=like)
 
 
+#: The most output features ``probe_mode="exact"`` takes (one backward pass per feature).
+MAX_EXACT_OUTPUTS = 256
+
+
+def _seed_vectors(ctx: ProbeContext, stream: str, like: torch.Tensor) -> tuple[list[torch.Tensor], bool]:
+    """The seed vectors of one direction and whether they are the exact basis.
+
+    ``probe_mode="random"``: ``probe_vectors`` gaussian vectors per sample (the first is the one a single-vector
+    probe draws, so one vector gives the same numbers); the mean of their squared norms estimates ||J_k||_F² with
+    1/probe_vectors of the variance. ``probe_mode="exact"``: every basis vector of the output (and i times it for
+    complex outputs): the sum of their squared norms is ||J_k||_F² itself, the expectation the random probe
+    estimates, with no sampling noise from v.
+    """
+    cfg = ctx.config
+    if getattr(cfg, "probe_mode", "random") != "exact":
+        count = getattr(cfg, "probe_vectors", 1)
+        return [_seed(ctx, stream if p == 0 else f"{stream}/v{p}", like) for p in range(count)], False
+    features = like[0].numel()
+    if features > MAX_EXACT_OUTPUTS:
+        raise ConfigError(
+            "probe_mode",
+            "exact",
+            f"the output has {features} features per step and exact mode takes one backward pass per feature "
+            f"(at most {MAX_EXACT_OUTPUTS}); use probe_vectors=N (a few random vectors per sample) instead",
+            source=cfg.source,
+        )
+    eye = torch.eye(features, dtype=like.real.dtype if like.is_complex() else like.dtype, device=like.device)
+    basis = [row.reshape(like.shape[1:]).expand_as(like).to(like.dtype) for row in eye]
+    if like.is_complex():
+        basis += [b * 1j for b in basis]
+    return basis, True
+
+
+def _combined(parts: list[torch.Tensor], *, mean: bool) -> torch.Tensor:
+    """sqrt of the sum (or mean) of squared norms over seed vectors, scaled so values near the floor do not
+    underflow when squared."""
+    stacked = torch.stack(parts)
+    scale = stacked.abs().amax(dim=0)
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    total = (stacked / safe).square().sum(dim=0)
+    if mean:
+        total = total / len(parts)
+    combined = safe * total.sqrt()
+    return combined.where(torch.isfinite(stacked).all(dim=0), torch.full_like(combined, math.nan))
+
+
 def _loss(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (y * v.conj()).real.sum() if y.is_complex() else (y * v).sum()
 
@@ -171,15 +218,20 @@ def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: in
     Returns:
         One :class:`LagNorms` per direction, in the adapter's order.
     """
+    directions = ctx.adapter.directions()
+    burn_in = inputs.shape[1] - (max_lag + 1)
+    burned = None
+    if burn_in > 0 and ctx.adapter.has_state_handover and not any(d.is_reverse for d in directions):
+        # no lag reaches into the burn-in: run it without a graph and start the window from its state
+        burned, inputs = inputs[:, :burn_in], inputs[:, burn_in:].detach()
     if inputs.is_floating_point() or inputs.is_complex():
         inputs.requires_grad_(True)
     total = inputs.shape[1]
     detector = SavedDenormals()
     with input_gradients_only(ctx.module), torch.enable_grad():
         with detector:
-            out = ctx.adapter.run(inputs)
+            out = ctx.adapter.run(inputs) if burned is None else ctx.adapter.run_from_state(burned, inputs)
         flush = not detector.found
-        directions = ctx.adapter.directions()
         return [
             _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush)
             for direction in directions
@@ -198,11 +250,20 @@ def _direction_norms(
     # the last output step is the loss step (T - 1, or the one value of a sequence-to-one model)
     y_t = direction.select(out.output)[:, 0 if direction.is_reverse else -1]
     output_is_finite = bool(torch.isfinite(y_t).all())
-    v = _seed(ctx, stream, y_t)
+    seeds, is_exact = _seed_vectors(ctx, stream, y_t)
+    v = torch.stack(seeds)
     floor = resolution_floor(ctx.dtype_name)
 
     def measure(scale: float, flush: bool = flush) -> torch.Tensor:
-        return _raw_norms(out, direction, _loss(y_t, v * scale), total, max_lag, ctx.device, flush)
+        if len(seeds) == 1:
+            return _raw_norms(out, direction, _loss(y_t, seeds[0] * scale), total, max_lag, ctx.device, flush)
+        parts = _batched_norms(out, direction, y_t, v * scale, total, max_lag, ctx.device, flush)
+        if parts is None:
+            parts = [
+                _raw_norms(out, direction, _loss(y_t, seed * scale), total, max_lag, ctx.device, flush)
+                for seed in seeds
+            ]
+        return _combined(parts, mean=not is_exact)
 
     raw, scale = measure_scaled(measure, v, floor, ctx.dtype_name, output_is_finite=output_is_finite)
     if flush and _has_zero_conclusion(raw, floor):
@@ -229,6 +290,34 @@ def _raw_norms(
     if direction.is_reverse:
         return per_step[:, : max_lag + 1]
     return per_step[:, total - 1 - max_lag :].flip(1)
+
+
+def _batched_norms(
+    out: AdapterOutput,
+    direction: Direction,
+    y_t: torch.Tensor,
+    seeds: torch.Tensor,
+    total: int,
+    max_lag: int,
+    device: torch.device,
+    flush: bool,
+) -> list[torch.Tensor] | None:
+    """The norms of several seed vectors ``[P, *y_t.shape]`` from ONE batched backward call (autograd's vmap),
+    or ``None`` where the model's backward cannot be batched (then one backward per vector is the fallback)."""
+    if y_t.is_complex() or not y_t.requires_grad:
+        return None
+    try:
+        with backward_scope(device, flush=flush):
+            (grads,) = torch.autograd.grad(
+                y_t, out.grad_input, grad_outputs=seeds, retain_graph=True, is_grads_batched=True
+            )
+    except (RuntimeError, NotImplementedError):
+        return None
+    parts = []
+    for grad in grads:
+        per_step = step_norms(out.batch_first_grad(grad))
+        parts.append(per_step[:, : max_lag + 1] if direction.is_reverse else per_step[:, total - 1 - max_lag :].flip(1))
+    return parts
 
 
 def measure_scaled(

@@ -270,6 +270,7 @@ def run_layer(
     *,
     observe: Observer | None = None,
     track_states: bool = False,
+    graph_from: int = 0,
 ) -> list[LayerRun]:
     """Re-run every layer and direction of ``layer`` on its input ``x`` ``[B, T, D]`` (batch-first).
 
@@ -279,6 +280,9 @@ def run_layer(
         observe: called as ``observe(weights, t, gates)`` after each step (t in the layer's own time order).
         track_states: make each initial state a leaf that requires grad, so gradients with respect to every
             state can be taken.
+        graph_from: with ``track_states``, a unidirectional module runs its first ``graph_from`` steps (the
+            burn-in) without a graph and starts tracking at the state they end in: gradients with respect to
+            later states are unchanged, and the burn-in costs neither the graph's memory nor its time.
 
     Returns:
         One :class:`LayerRun` per layer and direction, in PyTorch's order.
@@ -286,6 +290,7 @@ def run_layer(
     runs: list[LayerRun] = []
     weights = layer.weights()
     directions = 2 if len(weights) > 1 and weights[1].is_reverse else 1
+    graph_from = graph_from if track_states and directions == 1 else 0
     layer_input = x
     for start in range(0, len(weights), directions):
         outputs = []
@@ -297,8 +302,13 @@ def run_layer(
                 state = state if isinstance(state, tuple) else state.requires_grad_(True)
             run = LayerRun(w, seq, state, [])
             projected = w.project(seq)  # one matrix product for all steps instead of one per step
-            for t in range(seq.shape[1]):
-                state, gates = w.step_with_gates(seq[:, t], state, projected[:, t])
+            # unbound once: indexing [:, t] per step makes each step's backward write a whole-sequence zero tensor
+            steps = zip(seq.unbind(1), projected.unbind(1), strict=True)
+            for t, (x_t, projected_t) in enumerate(steps):
+                if 0 < graph_from == t:  # the burn-in's last state becomes the graph's first node
+                    state = _tracked(state)
+                with torch.set_grad_enabled(torch.is_grad_enabled() and t >= graph_from):
+                    state, gates = w.step_with_gates(x_t, state, projected_t)
                 run.states.append(state)
                 if observe is not None:
                     observe(w, t, gates)
@@ -306,6 +316,12 @@ def run_layer(
             outputs.append(run.outputs())
         layer_input = torch.cat(outputs, dim=-1)
     return runs
+
+
+def _tracked(state: State) -> State:
+    if isinstance(state, tuple):
+        return tuple(s.detach().requires_grad_(True) for s in state)
+    return state.detach().requires_grad_(True)
 
 
 def flatten_state(state: State) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
@@ -330,6 +346,7 @@ def driven_runs(
     *,
     observe: Observer | None = None,
     track_states: bool = False,
+    graph_from: int = 0,
     batch_size: int | None = None,
 ) -> tuple[list[tuple[RecurrentLayer, list[LayerRun]]], list[str]]:
     """Drive the probe copy with a batch from ``stream`` and re-run each recurrent layer on the input it got.
@@ -339,6 +356,7 @@ def driven_runs(
         stream: the input stream name.
         observe: per-step observer passed to :func:`run_layer`.
         track_states: keep every state in the autograd graph (see :func:`run_layer`).
+        graph_from: the steps run without a graph before tracking starts (see :func:`run_layer`).
         batch_size: sequences to drive (default: the audit's batch size).
 
     Returns:
@@ -368,5 +386,7 @@ def driven_runs(
                     "module called once per sequence, or a cell called once per step"
                 )
                 continue
-            found.append((layer, run_layer(layer, seq, observe=observe, track_states=track_states)))
+            found.append(
+                (layer, run_layer(layer, seq, observe=observe, track_states=track_states, graph_from=graph_from))
+            )
     return found, notes

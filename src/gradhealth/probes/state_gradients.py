@@ -24,12 +24,12 @@ from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_number
 from gradhealth.metrics import resolution_floor, summarize_profile
-from gradhealth.probes._bptt import SavedDenormals, backward_scope, measure_scaled, sample_norms
+from gradhealth.probes._bptt import SavedDenormals, backward_scope, measure_scaled, step_norms
 from gradhealth.probes._recurrent import LayerRun, driven_runs, find_recurrent_layers, unrolled_model
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
 
-__all__ = ["StateGradients", "StateGradientsResult", "StateProfile", "state_norms"]
+__all__ = ["StateGradients", "StateGradientsResult", "StateProfile", "runs_state_norms", "state_norms"]
 
 
 @dataclass
@@ -82,19 +82,26 @@ def state_norms(
 
     The backward pass flushes denormals when ``flush`` (pass False when the forward saved any: see
     :class:`~gradhealth.probes._bptt.SavedDenormals`); the norms are taken outside that scope."""
-    window = states[len(states) - 1 - max_lag :][::-1]
-    tensors = [p for s in window for p in _parts(s)]
-    n_parts = len(_parts(window[0]))
+    return runs_state_norms(loss, [states], max_lag, device=device, flush=flush)
+
+
+def runs_state_norms(
+    loss: torch.Tensor, runs: list[list[Any]], max_lag: int, *, device: torch.device, flush: bool = False
+) -> list[torch.Tensor]:
+    """:func:`state_norms` for the states of several runs (layers) at once, from ONE backward pass: the norms
+    of every part of every run's state, run by run."""
+    windows = [states[len(states) - 1 - max_lag :][::-1] for states in runs]
+    tensors = [p for window in windows for s in window for p in _parts(s)]
     with backward_scope(device, flush=flush):
-        grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
+        grads = list(torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True))
+    grads = [torch.zeros_like(like) if g is None else g for g, like in zip(grads, tensors, strict=True)]
     norms = []
-    for i in range(n_parts):
-        cols = []
-        for k in range(len(window)):
-            g, like = grads[k * n_parts + i], tensors[k * n_parts + i]
-            g = torch.zeros_like(like) if g is None else g
-            cols.append(sample_norms(g))
-        norms.append(torch.stack(cols, dim=1).cpu())
+    for window in windows:
+        n_parts = len(_parts(window[0]))
+        mine, grads = grads[: len(window) * n_parts], grads[len(window) * n_parts :]
+        for i in range(n_parts):
+            lagged = torch.stack([g.reshape(g.shape[0], -1) for g in mine[i::n_parts]], dim=1)
+            norms.append(step_norms(lagged))  # outside the flush scope: norms resolve to the floor
     return norms
 
 
@@ -104,9 +111,15 @@ def _scaled_norms(
     """The norms ``measure(scale)`` gives for the loss times ``scale`` at the scale the input-gradient recipe
     would choose (:func:`~gradhealth.probes._bptt.measure_scaled`), divided back, and their resolution floor."""
     floor = resolution_floor(ctx.dtype_name)
-    widths = [n.shape[1] for n in measure(1.0)]
-    joined, scale = measure_scaled(lambda s: torch.cat(measure(s), dim=1), seed, floor, ctx.dtype_name)
-    return [n / scale for n in torch.split(joined, widths, dim=1)], floor / scale
+    widths: list[int] = []
+
+    def joined(scale: float) -> torch.Tensor:
+        parts = measure(scale)
+        widths[:] = [n.shape[1] for n in parts]
+        return torch.cat(parts, dim=1)
+
+    norms, scale = measure_scaled(joined, seed, floor, ctx.dtype_name)
+    return [n / scale for n in torch.split(norms, widths, dim=1)], floor / scale
 
 
 class StateGradients(Probe):
@@ -128,7 +141,8 @@ class StateGradients(Probe):
             return self._run_unrolled(ctx)
         saved = SavedDenormals()
         with saved:
-            found, notes = driven_runs(ctx, self.name, track_states=True)
+            # the profile reaches K lags back from the last step: the burn-in needs no graph
+            found, notes = driven_runs(ctx, self.name, track_states=True, graph_from=ctx.config.effective_burn_in)
         flush = not saved.found
         profiles = []
         with torch.enable_grad():
@@ -142,13 +156,10 @@ class StateGradients(Probe):
                     same = [run for run in runs if run.weights.is_reverse == top.weights.is_reverse]
 
                     def measure(scale: float, loss: torch.Tensor = loss, same: list[LayerRun] = same) -> list[Any]:
-                        return [
-                            n
-                            for run in same
-                            for n in state_norms(
-                                loss * scale, run.states, ctx.config.seq_len, device=ctx.device, flush=flush
-                            )
-                        ]
+                        sequences = [run.states for run in same]
+                        return runs_state_norms(
+                            loss * scale, sequences, ctx.config.seq_len, device=ctx.device, flush=flush
+                        )
 
                     norms, floor = _scaled_norms(ctx, v, measure)
                     for run in same:
@@ -170,8 +181,8 @@ class StateGradients(Probe):
         with input_gradients_only(ctx.module), torch.enable_grad(), saved:
             state = model.initial_state(inputs.shape[0], inputs.dtype, inputs.device)
             states, y = [], None
-            for t in range(inputs.shape[1]):
-                y, state = model.step(inputs[:, t], state)
+            for t, x_t in enumerate(inputs.unbind(1)):  # unbound once, as the adapters do
+                y, state = model.step(x_t, state)
                 parts = _parts(state)
                 if not all(isinstance(p, torch.Tensor) and p.dim() >= 1 for p in parts):
                     return StateGradientsResult([], [f"the step's state is {type(state).__name__}, not tensors"])

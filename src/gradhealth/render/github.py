@@ -39,6 +39,10 @@ def _entry_annotation(entry: NamedReport) -> str | None:
     if failed:
         text = "; ".join(f"{g.gate} ({g.direction}): {g.message}" for g in failed)
         return annotation("error", entry.path, f"gradhealth gate failed: {entry.name}", text)
+    borderline = entry.borderline_gates
+    if borderline:
+        text = "; ".join(f"{g.gate} ({g.direction}): {g.message}" for g in borderline)
+        return annotation("warning", entry.path, f"gradhealth gate borderline: {entry.name}", text)
     worst = next((f for f in entry.report.findings if f.severity in {"error", "warning"}), None)
     if worst is None:
         return None

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from html import escape as _html_escape
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number
+from gradhealth.formatting import VERDICT_COLORS, format_horizon, format_number, interval_suffix
 from gradhealth.render.escape import printable
 from gradhealth.render.text import sparkline
 
@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 
 __all__ = ["render", "render_html", "verdict_sentence"]
 
-_VERDICT_COLORS = {**VERDICT_COLORS, "pass": VERDICT_COLORS["healthy"], "fail": ("#cf222e", "#ffebe9")}
+_VERDICT_COLORS = {
+    **VERDICT_COLORS,
+    "pass": VERDICT_COLORS["healthy"],
+    "fail": ("#cf222e", "#ffebe9"),
+    "borderline": VERDICT_COLORS["vanishing"],
+}
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328; margin: 0;
@@ -210,15 +215,16 @@ def _badge(verdict: str) -> str:
 
 def _horizon(result: DirectionResult | Report) -> str:
     m = result.metrics
-    return escape(format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored))
+    text = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored)
+    return escape(text + interval_suffix(m, "horizon"))
 
 
 def _metric_cells(result: DirectionResult | Report) -> str:
     m = result.metrics
     return (
         f'<td>{_badge(result.verdict)}</td><td class="num">{_horizon(result)}</td>'
-        f'<td class="num">{escape(format_number(m.decay_rate, "/step"))}</td>'
-        f'<td class="num">{escape(format_number(m.half_life, " steps"))}</td>'
+        f'<td class="num">{escape(format_number(m.decay_rate, "/step") + interval_suffix(m, "decay_rate"))}</td>'
+        f'<td class="num">{escape(format_number(m.half_life, " steps") + interval_suffix(m, "half_life"))}</td>'
         f'<td class="num">{escape(format_number(m.fit_r2))}</td>'
         f'<td class="spark">{escape(sparkline(result.profile.g, width=40))}</td>'
     )
@@ -256,7 +262,8 @@ def _gate_cell(gates: list[GateResult]) -> str:
     if not gates:
         return "—"
     failed = [g for g in gates if not g.passed]
-    return _badge("fail") if failed else _badge("pass")
+    borderline = _badge("borderline") if any(g.borderline for g in gates) else ""
+    return (_badge("fail") if failed else _badge("pass")) + borderline
 
 
 def _entry_section(entry: _Entry, images: _Images, *, heading: bool, color: int) -> str:
@@ -294,7 +301,8 @@ def _gates(gates: list[GateResult]) -> str:
     if not gates:
         return ""
     rows = "".join(
-        f"<tr><td>{_badge('pass' if g.passed else 'fail')}</td><td>{escape(g.gate)}</td>"
+        f"<tr><td>{_badge('pass' if g.passed else 'fail')}{_badge('borderline') if g.borderline else ''}</td>"
+        f"<td>{escape(g.gate)}</td>"
         f"<td>{escape(g.direction)}</td><td>{escape(g.message)}</td></tr>"
         for g in gates
     )

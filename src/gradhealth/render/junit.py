@@ -60,6 +60,8 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
             if not gate.passed:
                 ET.SubElement(case, "failure", message=gate.message, type=gate.gate).text = gate.message
                 counts["failures"] += 1
+            elif gate.borderline:
+                ET.SubElement(case, "system-out").text = f"borderline: {gate.message}"
         for key, value in counts.items():
             suite.set(key, str(value))
             totals[key] += value

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gradhealth.formatting import format_horizon, format_inputs, format_number
+from gradhealth.formatting import format_horizon, format_inputs, format_interval, format_number
 from gradhealth.render.escape import markdown_text
 from gradhealth.render.registry import NamedReport
+from gradhealth.report import LagMetrics
 
-__all__ = ["COLUMNS", "render", "summary_rows"]
+__all__ = ["COLUMNS", "horizon_cell", "render", "summary_rows"]
 
 COLUMNS = ("model", "direction", "verdict", "horizon", "decay rate", "half-life", "gates")
 
@@ -23,7 +24,16 @@ def _gate_cell(entry: NamedReport, direction: str) -> str:
         return "-"
     mine = [g for g in entry.gates if g.direction == direction]
     bad = [g.gate for g in mine if not g.passed]
-    return "FAIL " + ", ".join(bad) if bad else "pass"
+    borderline = [g.gate for g in mine if g.borderline]
+    cell = "FAIL " + ", ".join(bad) if bad else "pass"
+    return cell + (f" (borderline: {', '.join(borderline)})" if borderline else "")
+
+
+def horizon_cell(m: LagMetrics) -> str:
+    """The horizon as a table cell: the compact horizon and its interval (``11 [10, 12]``)."""
+    horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
+    pair = m.horizon_ci
+    return f"{horizon} {format_interval(pair, None)}" if pair is not None else horizon
 
 
 def summary_rows(reports: Sequence[NamedReport]) -> list[tuple[str, ...]]:
@@ -35,7 +45,7 @@ def summary_rows(reports: Sequence[NamedReport]) -> list[tuple[str, ...]]:
             continue
         for d in entry.report.directions:
             m = d.metrics
-            horizon = format_horizon(m.horizon, reached=m.horizon_reached, censored=m.horizon_censored, compact=True)
+            horizon = horizon_cell(m)
             rows.append(
                 (
                     entry.name,
@@ -71,6 +81,12 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
         f"- **{_escape(r.name)}**: {_escape(f'{g.gate} ({g.direction}): {g.message}')}"
         for r in reports
         for g in r.failed_gates
+    ]
+    problems += [
+        f"- **{_escape(r.name)}**: {_escape(f'borderline {g.gate} ({g.direction}): {g.message}')}"
+        for r in reports
+        for g in r.borderline_gates
+        if g.passed
     ]
     problems += [f"- **{_escape(r.name)}**: {_escape(r.error)}" for r in reports if r.error]
     if problems:

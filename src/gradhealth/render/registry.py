@@ -51,6 +51,11 @@ class NamedReport:
         return failed(self.gates)
 
     @property
+    def borderline_gates(self) -> list[GateResult]:
+        """The gates whose threshold lies inside the interval of the metric they decide on (passed or failed)."""
+        return [g for g in self.gates if g.borderline]
+
+    @property
     def status(self) -> str:
         """``"error"`` (not audited), ``"fail"`` (a gate failed) or ``"pass"``."""
         if self.error is not None or self.report is None:

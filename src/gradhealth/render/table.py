@@ -48,6 +48,10 @@ def render(reports: Sequence[NamedReport], **options: Any) -> str:
         for gate in entry.failed_gates:
             line = printable(f" {entry.name} {gate.gate} ({gate.direction}): {gate.message}")
             console.print(Text.assemble(("FAIL", "red"), line))
+        for gate in entry.borderline_gates:
+            if gate.passed:
+                line = printable(f" {entry.name} {gate.gate} ({gate.direction}): {gate.message}")
+                console.print(Text.assemble(("BORDERLINE", "yellow"), line))
         if entry.report is not None and options.get("findings", True):
             for f in entry.report.findings:
                 if f.severity != "info":

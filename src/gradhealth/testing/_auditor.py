@@ -115,6 +115,7 @@ def gates_from(values: Mapping[str, Any]) -> Thresholds:
         min_horizon=values.get("min_horizon"),
         max_horizon=values.get("max_horizon"),
         max_decay_rate=values.get("max_decay_rate"),
+        gate_decision=values.get("gate_decision") or "point",
     )
 
 

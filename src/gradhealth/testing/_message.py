@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gradhealth.formatting import format_horizon, format_number
+from gradhealth.formatting import format_horizon, format_interval, format_number
 
 if TYPE_CHECKING:
     from gradhealth.gates import GateResult
@@ -117,6 +117,28 @@ def _measured(result: DirectionResult, eps: float) -> str:
     )
 
 
+#: The intervals the failure message lists, with how each is named there.
+_INTERVAL_NAMES = (
+    ("horizon", "horizon"),
+    ("horizon_1e3", "horizon@1e-3"),
+    ("decay_rate", "decay rate"),
+    ("decay_rate_tail", "tail"),
+    ("half_life", "half-life"),
+    ("peak_gain", "peak gain"),
+)
+
+
+def _intervals(result: DirectionResult) -> str | None:
+    """``90% intervals: horizon [9, 12], ...`` (a bootstrap over the probe samples), or ``None``."""
+    m = result.metrics
+    parts = [
+        f"{words} {format_interval(m.intervals[name], None)}" for name, words in _INTERVAL_NAMES if name in m.intervals
+    ]
+    if not parts or m.interval_level is None:
+        return None
+    return f"{m.interval_level * 100:g}% intervals: {', '.join(parts)}"
+
+
 def reproduce_call(report: Report) -> str:
     """The ``gradhealth.audit(...)`` call that reproduces the report's numbers.
 
@@ -158,11 +180,19 @@ def failure_message(report: Report, failures: Sequence[GateResult], *, check: st
     for failure in failures:
         where = f"[{failure.direction}] " if many else ""
         lines.append(f"failed: {where}{failure.message}")
+        if failure.borderline:
+            lines.append(
+                "  borderline: the threshold lies inside the interval, so another probe seed could decide otherwise; "
+                "a larger batch_size narrows it"
+            )
         if failure.gate == "verdict":
             lines.append(f"  because {_verdict_reason(report.direction(failure.direction), report.config)}")
     for result in report.directions:
         where = f"[{result.name}] " if many else ""
         lines.append(f"measured: {where}{_measured(result, eps)}")
+        intervals = _intervals(result)
+        if intervals is not None:
+            lines.append(f"  {intervals}")
         lines.append(f"lag profile {where}g(k) = G(k)/G(0), log10 scale:")
         lines.extend(profile_plot(result.profile.g, eps=eps))
     if report.findings:
