@@ -86,6 +86,8 @@ SAMPLES: dict[str, Sample] = {
     "input_arg": Sample("inputs", "inputs"),
     "model_output": Sample("logits", "logits"),
     "embedding": Sample("encoder.embed", "encoder.embed"),
+    "memory_limit": Sample("512MiB", 512 * 2**20, '"512MiB"'),
+    "load_timeout": Sample("30", 30.0, "30"),
     "format": Sample("json", "json"),
     "output": Sample("out.json", Path("out.json")),
     "plot": Sample("plots", Path("plots")),
@@ -165,6 +167,8 @@ def _reached(plan: Any, name: str) -> Any:
         return getattr(plan.gates, name)
     if name in ("trust", "allow_global"):
         return plan.job.load_options["trust" if name == "trust" else "allow_globals"]
+    if name in ("memory_limit", "load_timeout"):
+        return plan.job.load_options[name]
     if name in ("model", "model_kwargs", "nonlinearity"):
         return plan.job.model_options[name]
     if name in LAYOUT_SETTINGS:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Boolean",
+    "ByteSize",
     "Choice",
     "DataFileSpec",
     "FactorySpec",
@@ -197,6 +198,50 @@ class Number(ValueType):
         if too_low or too_high:
             raise InvalidValueError(self.problem)
         return number
+
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 2**40,
+}
+
+
+class ByteSize(ValueType):
+    """A memory size in bytes: an integer, or text such as ``4GiB``, ``512MB``, ``1.5GiB`` (``none``: no limit)."""
+
+    __slots__ = ()
+    metavar: ClassVar[str] = "SIZE"
+    problem = "must be a size such as 4GiB, 512MB or a number of bytes >= 1 (or none)"
+
+    def from_text(self, text: str) -> object:
+        number = text.rstrip("BbIiKkMmGgTt ")
+        unit = text[len(number) :].strip().lower()
+        if unit not in _BYTE_UNITS:
+            raise InvalidValueError(self.problem)
+        try:
+            value = float(number) * _BYTE_UNITS[unit]
+        except ValueError:
+            raise InvalidValueError(self.problem) from None
+        if not math.isfinite(value):
+            raise InvalidValueError(self.problem)
+        return int(value)
+
+    def validate(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidValueError(self.problem)
+        return value
 
 
 class Boolean(ValueType):

@@ -12,6 +12,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "GradhealthError",
+    "MemoryLimitError",
     "ModelCallError",
     "PluginError",
     "ProbeError",
@@ -63,6 +64,15 @@ class UnsafeCheckpointError(CheckpointError):
 
     def __init__(self, message: str, *, path: object = None, unsafe_globals: tuple[str, ...] = ()) -> None:
         self.unsafe_globals = unsafe_globals
+        super().__init__(message, path=path)
+
+
+class MemoryLimitError(CheckpointError):
+    """An input would need more memory than the limit allows (``--memory-limit``); the message gives the estimate."""
+
+    def __init__(self, message: str, *, path: object = None, estimate: int = 0, limit: int = 0) -> None:
+        self.estimate = estimate
+        self.limit = limit
         super().__init__(message, path=path)
 
 

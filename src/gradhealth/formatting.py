@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "VERDICT_COLORS",
     "VERDICT_STYLES",
+    "format_bytes",
     "format_horizon",
     "format_inputs",
     "format_interval",
@@ -64,6 +65,15 @@ def format_number(value: float | None, unit: str = "", digits: int = 3) -> str:
     if float(value).is_integer() and abs(value) < 1e9:
         return f"{int(value)}{unit}"
     return f"{value:.{digits}g}{unit}"
+
+
+def format_bytes(size: float) -> str:
+    """A memory size in binary units: ``format_bytes(4 * 2**30) == '4.0 GiB'``, ``'512 B'``, ``'1.5 MiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(size) < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def format_horizon(

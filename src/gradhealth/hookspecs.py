@@ -92,9 +92,10 @@ def gradhealth_load_checkpoint(path: Path, options: dict[str, Any]) -> Any | Non
     """Load a checkpoint file or folder and return a loaded checkpoint object, or ``None`` to pass.
 
     Called by the CLI once per input path; the first non-``None`` result wins, and the built-in loader is
-    ``trylast``. ``options`` holds ``trust`` (bool) and ``allow_globals``; never execute code from the file unless
-    ``options["trust"]`` is true. Return an object with at least ``path`` and ``state_dict`` attributes (as
-    :class:`gradhealth.loaders.load.Checkpoint` has) so the built-in model builders can read it.
+    ``trylast``. ``options`` holds ``trust`` (bool), ``allow_globals``, ``memory_limit`` (bytes or ``None``)
+    and ``metadata_only`` (``inspect``: shapes and dtypes suffice, meta tensors will do); never execute code from
+    the file unless ``options["trust"]`` is true. Return an object with at least ``path`` and ``state_dict``
+    attributes (as :class:`gradhealth.loaders.load.Checkpoint` has) so the built-in model builders can read it.
     """
 
 

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 
 from gradhealth._setting_types import (
     Boolean,
+    ByteSize,
     Choice,
     DataFileSpec,
     FactorySpec,
@@ -638,6 +639,24 @@ TABLE: tuple[Setting, ...] = (
         _CLI_AND_FILE,
         LOADING,
         default_text="the first nn.Embedding",
+    ),
+    _setting(
+        "memory_limit",
+        ByteSize(optional=True),
+        4 * 2**30,
+        "refuse an input whose file, tensors or probes would need more memory than this (e.g. 16GiB, or none), "
+        "estimated before anything is allocated",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="4GiB",
+    ),
+    _setting(
+        "load_timeout",
+        Number(low=0.0, low_open=True, optional=True, rule="must be a number of seconds > 0 (or none)"),
+        300.0,
+        "give up reading one input after this many seconds (none: wait for ever); the main thread only",
+        _CLI_AND_FILE,
+        LOADING,
     ),
     # Output and running (the CLI).
     _setting(

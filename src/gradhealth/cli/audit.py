@@ -98,16 +98,24 @@ def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
     from gradhealth.engine import run_audit
     from gradhealth.findings import make_finding, sort_findings
     from gradhealth.loaders.layout import declared_layout
+    from gradhealth.loaders.load import time_limit
+    from gradhealth.memory import check_memory, estimate_for_config, module_units, state_dict_units
     from gradhealth.plugins import models_to_audit, open_checkpoint
     from gradhealth.render.registry import NamedReport
 
-    checkpoint = open_checkpoint(Path(path), job.load_options)
-    models = models_to_audit(checkpoint, job.model_options)
     config = AuditConfig.from_dict(job.config)
+    limit = job.load_options.get("memory_limit")
+    with time_limit(job.load_options.get("load_timeout"), path):
+        checkpoint = open_checkpoint(Path(path), job.load_options)
+        if not job.model_options.get("model"):  # the layers rebuilt from the weights, before building them
+            estimate = estimate_for_config(*state_dict_units(checkpoint.state_dict), config)
+            check_memory(estimate, limit, f"{path}: auditing its recurrent layers", path=path)
+        models = models_to_audit(checkpoint, job.model_options)
     metadata = getattr(checkpoint, "metadata", None) or {}
     entries = []
     for layer, module in models:
         name = path if job.model_options.get("model") else f"{path}:{layer}"
+        check_memory(estimate_for_config(*module_units(module), config), limit, f"{name}: the audit", path=path)
         base = (metadata.get("layouts") or {}).get(layer)
         layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
         size = sum(p.numel() for p in module.parameters())
@@ -167,9 +175,15 @@ def plan_audit(settings: table.Resolved) -> AuditPlan:
     gates, baselines = _gates(settings)
     renderer = get_renderer(values["format"], source=settings.source("format"))
     _check_factory(settings)
+    _check_allowed_globals(settings)
     job = AuditJob(
         config=config.to_dict() | {"burn_in": config.burn_in},
-        load_options={"trust": values["trust"], "allow_globals": values["allow_global"]},
+        load_options={
+            "trust": values["trust"],
+            "allow_globals": values["allow_global"],
+            "memory_limit": values["memory_limit"],
+            "load_timeout": values["load_timeout"],
+        },
         model_options={
             "model": values["model"],
             "model_kwargs": values["model_kwargs"] or {},
@@ -279,6 +293,19 @@ def _check_factory(settings: table.Resolved) -> None:
         ) from exc
     if not callable(factory):
         raise ConfigError("model", spec, "is not callable", source=settings.source("model"))
+
+
+def _check_allowed_globals(settings: table.Resolved) -> None:
+    """Refuse ``--allow-global`` names that run code (and names that do not import) once, before any input."""
+    names = settings.values["allow_global"]
+    if not names:
+        return
+    from gradhealth.loaders.safety import resolve_allowed_globals
+
+    try:
+        resolve_allowed_globals(names)
+    except ConfigError as exc:
+        raise ConfigError(exc.name, exc.value, exc.problem, source=settings.source("allow_global")) from None
 
 
 def _gates(settings: table.Resolved) -> tuple[Thresholds, list[NamedReport]]:

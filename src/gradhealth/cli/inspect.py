@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gradhealth import settings as table
 from gradhealth.cli._common import clean_errors, error_line, one_line, write_output
 from gradhealth.cli._options import check_format, cli_option
 from gradhealth.settings import SETTINGS
@@ -33,14 +34,15 @@ Examples:
 
 def _safety(path: Path, fmt: str, allowed: tuple[str, ...]) -> tuple[str, list[str]]:
     from gradhealth.loaders.detect import CODE_FORMATS
-    from gradhealth.loaders.safety import unsafe_globals
+    from gradhealth.loaders.safety import global_kind, unsafe_globals
 
     if fmt in CODE_FORMATS:
         return "needs --trust (the file holds code)", []
     if fmt in {"torch_zip", "torch_legacy"}:
         names = unsafe_globals(path, fmt, allowed)
         if names:
-            return f"needs --trust or --allow-global (unsafe globals: {', '.join(names)})", names
+            flags = "--trust or --allow-global" if all(global_kind(n) == "class" for n in names) else "--trust"
+            return f"needs {flags} (unsafe globals: {', '.join(names)})", names
     return "safe", []
 
 
@@ -66,7 +68,12 @@ def inspect_checkpoint(
     if verdict != "safe" and not trust:
         info.update(tensors=None, recurrent_layers=None)
         return info
-    checkpoint = open_checkpoint(path, {"trust": trust, "allow_globals": allow_globals})
+    from gradhealth.loaders.load import time_limit
+    from gradhealth.memory import DEFAULT_LIMIT
+
+    options = {"trust": trust, "allow_globals": allow_globals, "memory_limit": DEFAULT_LIMIT, "metadata_only": True}
+    with time_limit(table.SETTINGS["load_timeout"].default, path):
+        checkpoint = open_checkpoint(path, options)
     info["state_dict_key"] = checkpoint.key
     info["tensors"] = [
         {"name": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}

@@ -18,9 +18,16 @@ __all__ = ["gradhealth_build_model", "gradhealth_load_checkpoint"]
 def gradhealth_load_checkpoint(path: Path, options: dict[str, Any]) -> Any:
     """Load any format :func:`gradhealth.loaders.detect.detect_format` knows."""
     from gradhealth.loaders.load import load_checkpoint
+    from gradhealth.memory import DEFAULT_LIMIT
 
     return load_checkpoint(
-        path, {"trust": options.get("trust", False), "allow_globals": options.get("allow_globals", ())}
+        path,
+        {
+            "trust": options.get("trust", False),
+            "allow_globals": options.get("allow_globals", ()),
+            "memory_limit": options.get("memory_limit", DEFAULT_LIMIT),
+            "metadata_only": bool(options.get("metadata_only", False)),
+        },
     )
 
 

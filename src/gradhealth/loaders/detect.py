@@ -8,13 +8,23 @@ Formats: ``torch_zip`` (``torch.save``), ``torch_legacy`` (``_use_new_zipfile_se
 from __future__ import annotations
 
 import json
+import os
+import stat
 import struct
 import zipfile
 from pathlib import Path
 
 from gradhealth.errors import CheckpointError
 
-__all__ = ["CODE_FORMATS", "FORMATS", "WEIGHT_FILE_SUFFIXES", "detect_format", "hf_weight_files"]
+__all__ = [
+    "CODE_FORMATS",
+    "FORMATS",
+    "WEIGHT_FILE_SUFFIXES",
+    "detect_format",
+    "hf_weight_files",
+    "inside_folder",
+    "regular_file",
+]
 
 FORMATS = ("torch_zip", "torch_legacy", "torchscript", "torch_export", "pickle", "safetensors", "hf_folder")
 
@@ -45,6 +55,7 @@ def detect_format(path: Path) -> str:
             f"{path} is a folder without config.json and weight files; pass the checkpoint files inside it",
             path=path,
         )
+    regular_file(path)
     with path.open("rb") as f:
         head = f.read(64)
     size = path.stat().st_size
@@ -57,7 +68,7 @@ def detect_format(path: Path) -> str:
     if _is_safetensors(head, size):
         return "safetensors"
     raise CheckpointError(
-        f"{path} is not a checkpoint format gradhealth reads (first bytes {head[:8]!r}); expected a torch.save "
+        f"{path} is not a checkpoint format gradhealth reads; expected a torch.save "
         "file, safetensors, TorchScript, a .pt2 archive or a folder with config.json",
         path=path,
     )
@@ -86,15 +97,75 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 2 <= header_len <= size - 8 and head[8:9] == b"{"
 
 
+def regular_file(path: Path) -> Path:
+    """``path`` if it is a regular file (after symlinks); a FIFO, socket or device would block or never end.
+
+    Raises:
+        CheckpointError: it is missing or not a regular file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({type(exc).__name__})", path=path) from exc
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"{path} is not a regular file (a FIFO, socket, device or folder); refused: pass checkpoint files",
+            path=path,
+        )
+    return path
+
+
+def inside_folder(folder: Path, name: object) -> Path:
+    """The regular file ``name`` inside ``folder``: a plain relative name that stays in the folder after symlinks.
+
+    Raises:
+        CheckpointError: ``name`` is not a string, is absolute, climbs out with ``..``, resolves outside the folder
+            through a symlink, or is not a regular file.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise CheckpointError(f"{folder}: a weight file name in the index is not a file name", path=folder)
+    shown = name[:80].encode("unicode_escape").decode("ascii")
+    if os.path.isabs(name) or ".." in Path(name).parts or name.startswith(("/", "\\")):
+        raise CheckpointError(
+            f"{folder}: the index names {shown!r}, outside the folder; refused (shards must sit inside it)",
+            path=folder,
+        )
+    candidate = folder / name
+    try:
+        resolved = candidate.resolve(strict=True)
+        root = folder.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"{folder}: {shown!r} is missing or a broken link", path=folder) from exc
+    if resolved == root or root not in resolved.parents:
+        raise CheckpointError(
+            f"{folder}: {shown!r} resolves outside the folder (a symlink or the folder itself); refused",
+            path=folder,
+        )
+    return regular_file(candidate)
+
+
 def hf_weight_files(folder: Path) -> list[Path]:
-    """The weight files of a Hugging Face-style folder, safetensors preferred over pickled ``.bin`` files."""
+    """The weight files of a Hugging Face-style folder, safetensors preferred over pickled ``.bin`` files.
+
+    Every file is a regular file inside the folder (:func:`inside_folder`), whatever the index says.
+
+    Raises:
+        CheckpointError: the index is not valid, or names a file outside the folder or not a regular file.
+    """
     index = folder / "model.safetensors.index.json"
     if index.is_file():
+        index = inside_folder(folder, index.name)
+        if index.stat().st_size > 2**26:
+            raise CheckpointError(f"{index} is larger than 64 MiB; not a safetensors index", path=index)
         try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{index} is not a valid safetensors index ({exc})", path=index) from exc
-        return [folder / name for name in shards]
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_FILE_SUFFIXES)
+            weight_map = json.loads(index.read_bytes())["weight_map"]
+            shards = sorted(set(weight_map.values()), key=str)
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(
+                f"{index} is not a valid safetensors index ({type(exc).__name__})", path=index
+            ) from exc
+        return [inside_folder(folder, name) for name in shards]
+    files = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_FILE_SUFFIXES and p.is_file())
+    files = [inside_folder(folder, p.name) for p in files]
     safetensors = [p for p in files if p.suffix == ".safetensors"]
     return safetensors or files
