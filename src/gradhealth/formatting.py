@@ -26,6 +26,7 @@ __all__ = [
     "format_horizon",
     "format_inputs",
     "format_interval",
+    "format_level",
     "format_number",
     "format_report",
     "interval_suffix",
@@ -113,8 +114,17 @@ def format_interval(
     if interval is None:
         return ""
     low, high = (format_number(v, digits=digits) for v in interval[:2])
-    prefix = f"{level * 100:g}% " if level is not None else ""
+    prefix = f"{format_level(level)} " if level is not None else ""
     return f"{prefix}[{low}, {high}]{unit}"
+
+
+def format_level(level: float | None) -> str:
+    """A confidence level as a percentage (``90%``); the empty string when there is none.
+
+    >>> format_level(0.9), format_level(0.975), format_level(None)
+    ('90%', '97.5%', '')
+    """
+    return f"{level * 100:g}%" if level is not None else ""
 
 
 def interval_suffix(metrics: Any, name: str, unit: str = "") -> str:

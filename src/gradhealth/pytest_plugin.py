@@ -287,7 +287,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     path = _report_path(config)
     if not audits and path is None:
         return
-    from gradhealth.formatting import format_horizon, format_number
+    from gradhealth.formatting import format_horizon, format_interval, format_level, format_number
     from gradhealth.report import decode_floats
 
     terminalreporter.write_sep("=", "gradhealth")
@@ -296,6 +296,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         report = decode_floats(entry["report"])
         m = report["metrics"]
         horizon = format_horizon(m["horizon"], reached=m["horizon_reached"], censored=m.get("horizon_censored", False))
+        interval = (m.get("intervals") or {}).get("horizon")
+        if interval is not None:
+            horizon += f" {format_interval(interval)} {format_level(m.get('interval_level'))}".rstrip()
         rate = format_number(m["decay_rate"], "/step")
         rows.append((entry["nodeid"], entry["model"], report["verdict"], f"horizon {horizon}", f"decay rate {rate}"))
     widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else []

@@ -298,13 +298,56 @@ def test_session_report_json_and_terminal_summary(suite: pytest.Pytester) -> Non
     result.stdout.fnmatch_lines(
         [
             "*= gradhealth =*",
-            "test_models.py::test_decaying    decaying  vanishing  horizon 7 steps   decay rate -0.693/step",
-            "test_models.py::test_delay       delay     vanishing  horizon 12 steps  decay rate 0/step",
+            # Every sample of these models has the same profile: the bootstrap interval has zero width.
+            "test_models.py::test_decaying    decaying  vanishing  horizon 7 steps [7, 7] 90%     decay rate -0.693/step",
+            "test_models.py::test_delay       delay     vanishing  horizon 12 steps [12, 12] 90%  decay rate 0/step",
             "test_models.py::test_two_audits  first  *",
             "test_models.py::test_two_audits  second *",
             f"gradhealth: 4 audit(s) written to {suite.path / 'out' / 'audits.json'}",
         ]
     )
+
+
+def test_terminal_summary_horizon_interval(suite: pytest.Pytester) -> None:
+    """A model whose samples differ gets a real interval around its horizon, at the configured level; with the
+    bootstrap off the line shows the horizon alone."""
+    suite.makepyfile(
+        test_noisy="""
+        import pytest
+        import torch
+
+        class Mixed(torch.nn.Module):
+            # Sample b runs h_t = a_b h_{t-1} + x_t with its own a_b: horizons ln(0.01)/ln(a_b) from 4 to 21 steps.
+            def __init__(self):
+                super().__init__()
+                self.a = torch.linspace(0.3, 0.8, 4).repeat(4)
+
+            def forward(self, x):
+                h, outs = torch.zeros_like(x[:, 0]), []
+                for t in range(x.shape[1]):
+                    h = self.a[: x.shape[0], None] * h + x[:, t]
+                    outs.append(h)
+                return torch.stack(outs, 1)
+
+        @pytest.mark.gradhealth(seq_len=32, batch_size=16, input_size=2, interval_level=0.8, fail_on=[])
+        def test_mixed(gradhealth):
+            gradhealth.audit(Mixed(), name="mixed")
+        """
+    )
+    result = suite.runpytest("--gradhealth-report=out.json")
+    result.assert_outcomes(passed=1)
+    metrics = json.loads((suite.path / "out.json").read_text(encoding="utf-8"))[0]["report"]["metrics"]
+    low, high = metrics["intervals"]["horizon"]
+    assert metrics["interval_level"] == 0.8
+    assert low < metrics["horizon"] < high  # the samples' horizons spread from 4 to 21: a real interval
+    assert 4 <= low and high <= 21
+    result.stdout.fnmatch_lines([f"*mixed*horizon {metrics['horizon']:g} steps [[]{low:g}, {high:g}] 80%  decay*"])
+
+    result = suite.runpytest("--gradhealth-report=out.json", "--gradhealth-bootstrap-samples=0")
+    result.assert_outcomes(passed=1)
+    assert json.loads((suite.path / "out.json").read_text(encoding="utf-8"))[0]["report"]["metrics"]["intervals"] == {}
+    result.stdout.fnmatch_lines(["*mixed*horizon * steps  decay rate*"])
+    result.stdout.no_fnmatch_line("*mixed*horizon*[[]*")
 
 
 def test_no_summary_when_nothing_audited(suite: pytest.Pytester) -> None:
