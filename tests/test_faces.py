@@ -86,6 +86,8 @@ SAMPLES: dict[str, Sample] = {
     "input_arg": Sample("inputs", "inputs"),
     "model_output": Sample("logits", "logits"),
     "embedding": Sample("encoder.embed", "encoder.embed"),
+    "forecast_step": Sample("-2", -2, "-2"),
+    "step_per_call": Sample("true", True, "true"),
     "memory_limit": Sample("512MiB", 512 * 2**20, '"512MiB"'),
     "load_timeout": Sample("30", 30.0, "30"),
     "format": Sample("json", "json"),

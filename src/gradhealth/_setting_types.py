@@ -121,18 +121,19 @@ class ValueType:
 
 
 class Integer(ValueType):
-    """A whole number ``>= minimum``; floats and booleans are refused, also ``2.0``."""
+    """A whole number ``>= minimum`` (any whole number when ``minimum`` is ``None``); floats and booleans are
+    refused, also ``2.0``."""
 
     __slots__ = ("minimum",)
     metavar: ClassVar[str] = "N"
 
-    def __init__(self, *, minimum: int = 0, optional: bool = False) -> None:
+    def __init__(self, *, minimum: int | None = 0, optional: bool = False) -> None:
         super().__init__(optional=optional)
         self.minimum = minimum
 
     @property
     def problem(self) -> str:
-        return f"must be an integer >= {self.minimum}"
+        return "must be an integer" if self.minimum is None else f"must be an integer >= {self.minimum}"
 
     def from_text(self, text: str) -> object:
         try:
@@ -141,7 +142,9 @@ class Integer(ValueType):
             raise InvalidValueError(self.problem) from None
 
     def validate(self, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValueError(self.problem)
+        if self.minimum is not None and value < self.minimum:
             raise InvalidValueError(self.problem)
         return value
 

@@ -632,6 +632,26 @@ TABLE: tuple[Setting, ...] = (
         default_text="the tensor, or the first 3-D tensor it holds",
     ),
     _setting(
+        "forecast_step",
+        Integer(minimum=None, optional=True),
+        None,
+        "the model is a forecaster whose output's time axis is its forecast horizon (batch, horizon, outputs): "
+        "audit this forecast step (0, 1, ...; negative counts from the end)",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="the output's time axis is the input's",
+    ),
+    _setting(
+        "step_per_call",
+        Boolean(optional=True),
+        None,
+        "the model is a streaming one that takes ONE step (batch, features) per call and carries its state; "
+        "it is reset with its reset_state, reset_states or reset_hidden method",
+        _CLI_AND_FILE,
+        LOADING,
+        default_text="one call takes the whole sequence",
+    ),
+    _setting(
         "embedding",
         Text(optional=True),
         None,

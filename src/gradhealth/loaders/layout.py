@@ -1,5 +1,5 @@
 """The layout the command line declares for a model (``--batch-first/--no-batch-first``, ``--input-arg``,
-``--model-output``, ``--embedding``), merged over a ``--model`` factory's own :class:`Layout`, and checked against
+``--model-output``, ``--embedding``, ``--forecast-step``, ``--step-per-call``), merged over a ``--model`` factory's own :class:`Layout`, and checked against
 the module's own ``batch_first``."""
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ LAYOUT_SETTINGS = {
     "input_arg": "input_arg",
     "model_output": "output",
     "embedding": "embedding",
+    "forecast_step": "forecast_step",
+    "step_per_call": "step_per_call",
 }
 
 
