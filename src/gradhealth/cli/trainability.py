@@ -46,7 +46,7 @@ def trainability(
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="Training runs per delay [3].")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Step budget of one run [400].")] = None,
     time_budget: Annotated[
-        float | None, typer.Option("--time-budget", min=0, help="Seconds for the whole search [no limit].")
+        float | None, typer.Option("--time-budget", min=0, help="Seconds for the whole search (default: no limit).")
     ] = None,
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Success: accuracy at least / adding error at most.")
