@@ -287,6 +287,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     path = _report_path(config)
     if not audits and path is None:
         return
+    import math
+
     from gradhealth.formatting import format_horizon, format_interval, format_level, format_number
     from gradhealth.report import decode_floats
 
@@ -297,7 +299,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         m = report["metrics"]
         horizon = format_horizon(m["horizon"], reached=m["horizon_reached"], censored=m.get("horizon_censored", False))
         interval = (m.get("intervals") or {}).get("horizon")
-        if interval is not None:
+        if interval is not None and not all(math.isinf(end) for end in interval):  # [∞, ∞] says nothing more
             horizon += f" {format_interval(interval)} {format_level(m.get('interval_level'))}".rstrip()
         rate = format_number(m["decay_rate"], "/step")
         rows.append((entry["nodeid"], entry["model"], report["verdict"], f"horizon {horizon}", f"decay rate {rate}"))

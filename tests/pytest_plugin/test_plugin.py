@@ -315,6 +315,7 @@ def test_terminal_summary_horizon_interval(suite: pytest.Pytester) -> None:
         test_noisy="""
         import pytest
         import torch
+        from gradhealth import reference
 
         class Mixed(torch.nn.Module):
             # Sample b runs h_t = a_b h_{t-1} + x_t with its own a_b: horizons ln(0.01)/ln(a_b) from 4 to 21 steps.
@@ -332,9 +333,14 @@ def test_terminal_summary_horizon_interval(suite: pytest.Pytester) -> None:
         @pytest.mark.gradhealth(seq_len=32, batch_size=16, input_size=2, interval_level=0.8, fail_on=[])
         def test_mixed(gradhealth):
             gradhealth.audit(Mixed(), name="mixed")
+
+        @pytest.mark.gradhealth(seq_len=16, fail_on=[])
+        def test_growing(gradhealth):
+            # g(k) = 1.1^k never falls below 0.01: horizon and both interval ends are infinite
+            gradhealth.audit(reference.LinearRecurrence(2, 1.1), name="growing")
         """
     )
-    result = suite.runpytest("--gradhealth-report=out.json")
+    result = suite.runpytest("--gradhealth-report=out.json", "-k", "mixed")
     result.assert_outcomes(passed=1)
     metrics = json.loads((suite.path / "out.json").read_text(encoding="utf-8"))[0]["report"]["metrics"]
     low, high = metrics["intervals"]["horizon"]
@@ -343,7 +349,12 @@ def test_terminal_summary_horizon_interval(suite: pytest.Pytester) -> None:
     assert 4 <= low and high <= 21
     result.stdout.fnmatch_lines([f"*mixed*horizon {metrics['horizon']:g} steps [[]{low:g}, {high:g}] 80%  decay*"])
 
-    result = suite.runpytest("--gradhealth-report=out.json", "--gradhealth-bootstrap-samples=0")
+    # An interval [∞, ∞] adds nothing to "∞ (not reached)": it is left out.
+    result = suite.runpytest("-k", "growing")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*growing*horizon ∞ (not reached within K; g does not decay)  decay rate 0.0953/step"])
+
+    result = suite.runpytest("--gradhealth-report=out.json", "--gradhealth-bootstrap-samples=0", "-k", "mixed")
     result.assert_outcomes(passed=1)
     assert json.loads((suite.path / "out.json").read_text(encoding="utf-8"))[0]["report"]["metrics"]["intervals"] == {}
     result.stdout.fnmatch_lines(["*mixed*horizon * steps  decay rate*"])
