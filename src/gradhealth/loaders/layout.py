@@ -1,6 +1,6 @@
 """The layout the command line declares for a model (``--batch-first/--no-batch-first``, ``--input-arg``,
-``--model-output``, ``--embedding``, ``--forecast-step``, ``--step-per-call``), merged over a ``--model`` factory's own :class:`Layout`, and checked against
-the module's own ``batch_first``."""
+``--model-output``, ``--embedding``, ``--forecast-step``, ``--step-per-call``), merged over a ``--model`` factory's
+own :class:`Layout`, and checked against the module's own ``batch_first``."""
 
 from __future__ import annotations
 
