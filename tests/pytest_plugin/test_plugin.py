@@ -299,7 +299,8 @@ def test_session_report_json_and_terminal_summary(suite: pytest.Pytester) -> Non
         [
             "*= gradhealth =*",
             # Every sample of these models has the same profile: the bootstrap interval has zero width.
-            "test_models.py::test_decaying    decaying  vanishing  horizon 7 steps [[]7, 7] 90%     decay rate -0.693/s*",
+            "test_models.py::test_decaying    decaying  vanishing  horizon 7 steps [7, 7] 90%     "
+            "decay rate -0.693/step",
             "test_models.py::test_delay       delay     vanishing  horizon 12 steps [12, 12] 90%  decay rate 0/step",
             "test_models.py::test_two_audits  first  *",
             "test_models.py::test_two_audits  second *",
