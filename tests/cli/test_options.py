@@ -126,9 +126,11 @@ def test_flags_reach_the_settings(run: Run, two_checkpoints: list[Path]) -> None
     result = run("audit", two_checkpoints[0], *FAST, "--no-progress", "--verbose")
     assert "  progress = false  (--no-progress)" in result.stderr.splitlines()
     two_way = {s.name for s in table.carried_by(table.CLI) if is_two_way_flag(s)}
-    assert two_way == {"progress", "batch_first"}
+    assert two_way == {"progress", "batch_first", "step_per_call"}
     result = run("audit", two_checkpoints[0], *FAST, "--no-batch-first", "--verbose")
     assert "  batch_first = false  (--no-batch-first)" in result.stderr.splitlines()
+    result = run("audit", two_checkpoints[0], *FAST, "--no-step-per-call", "--verbose")
+    assert "  step_per_call = false  (--no-step-per-call)" in result.stderr.splitlines()
 
 
 @pytest.mark.parametrize(
