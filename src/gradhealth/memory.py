@@ -3,7 +3,7 @@
 A checkpoint is untrusted: 2.5 KB of stride-0 views can describe a 40 GB hidden-to-hidden matrix, a zip archive of
 1.5 MB can inflate to 1.7 GB, and ``seq_len=10**7`` asks the probes for more activations than any machine holds.
 The CLI checks each input against a limit (the ``memory_limit`` setting, 4 GiB by default) at three points, each
-before the allocation it guards:
+before the allocation it guards (:func:`gradhealth.audit` checks the third, with the same setting):
 
 1. :func:`file_memory`: what reading the file allocates, from metadata only (the zip directory's uncompressed
    sizes, the safetensors header);
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from gradhealth.config import AuditConfig
 
 __all__ = [
+    "API_HINT",
+    "CLI_HINT",
     "DEFAULT_LIMIT",
     "check_memory",
     "estimate_audit_memory",
@@ -113,17 +115,25 @@ def estimate_for_config(parameters: int, state_units: int, config: AuditConfig) 
     )
 
 
-def check_memory(estimate: int, limit: int | None, what: str, *, path: object = None) -> None:
+#: How to raise the limit, per face.
+CLI_HINT = "raise --memory-limit (e.g. --memory-limit 16GiB, or none) if this is expected"
+API_HINT = (
+    "raise memory_limit (e.g. memory_limit='16GiB', or 'none'; --gradhealth-memory-limit under pytest) "
+    "if this is expected"
+)
+
+
+def check_memory(estimate: int, limit: int | None, what: str, *, path: object = None, hint: str = CLI_HINT) -> None:
     """Refuse ``estimate`` bytes above ``limit`` (``None``: no limit).
 
     Raises:
-        MemoryLimitError: one line naming ``what``, the estimate, the limit and the flag that raises it.
+        MemoryLimitError: one line naming ``what``, the estimate, the limit and how to raise it (``hint``).
     """
     if limit is None or estimate <= limit:
         return
     raise MemoryLimitError(
         f"{what} needs about {format_bytes(estimate)}, above the memory limit of {format_bytes(limit)}; refused "
-        "before allocating it; raise --memory-limit (e.g. --memory-limit 16GiB, or none) if this is expected",
+        f"before allocating it; {hint}",
         path=path,
         estimate=estimate,
         limit=limit,

@@ -646,7 +646,7 @@ TABLE: tuple[Setting, ...] = (
         4 * 2**30,
         "refuse an input whose file, tensors or probes would need more memory than this (e.g. 16GiB, or none), "
         "estimated before anything is allocated",
-        _CLI_AND_FILE,
+        _EVERY_FACE,
         LOADING,
         default_text="4GiB",
     ),

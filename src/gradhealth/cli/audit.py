@@ -120,7 +120,8 @@ def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
         layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
         size = sum(p.numel() for p in module.parameters())
         with torch_threads(threads_for_model(job.threads, size, is_explicit=job.threads_explicit)):
-            report = run_audit(module, config, layout, inputs=job.inputs)
+            # the probes' estimate was checked just above against --memory-limit, whose message names the flag
+            report = run_audit(module, config, layout, inputs=job.inputs, memory_limit=None)
         report.model.update(
             checkpoint=path, checkpoint_key=checkpoint_key(path), checkpoint_format=checkpoint.format, layer=layer
         )
