@@ -163,8 +163,8 @@ def _memory_limit(value: int | str | None) -> int | None:
     if value is None:
         return int(setting.default)
     if isinstance(value, str):
-        return setting.parse(value, source="argument")  # type: ignore[no-any-return]
-    return setting.check(value, source="argument")  # type: ignore[no-any-return]
+        return setting.parse(value, source="argument")
+    return setting.check(value, source="argument")
 
 
 def _read_inputs(inputs: Any, given: dict[str, Any]) -> ProbeInputs:
