@@ -69,6 +69,7 @@ SAMPLES: dict[str, Sample] = {
     "bootstrap_samples": Sample("50", 50, "50"),
     "target_horizon_precision": Sample("0.05", 0.05, "0.05"),
     "max_probe_batches": Sample("3", 3, "3"),
+    "checkpoint_chunks": Sample("4", 4, "4"),
     "gate_decision": Sample("conservative", "conservative"),
     "fail_on": Sample("exploding", frozenset({"exploding"}), '["exploding"]'),
     "min_horizon": Sample("3", 3.0, "3"),

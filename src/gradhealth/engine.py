@@ -57,6 +57,7 @@ def audit(
     bootstrap_samples: int | None = None,
     target_horizon_precision: float | None = None,
     max_probe_batches: int | None = None,
+    checkpoint_chunks: int | None = None,
     layout: Layout | None = None,
     inputs: Any = None,
     memory_limit: int | str | None = None,
@@ -93,6 +94,10 @@ def audit(
         target_horizon_precision: add probe batches of ``batch_size`` until the horizon's interval is within this
             relative half-width (0.05: ±5%) [none: one batch].
         max_probe_batches: the most batches ``target_horizon_precision`` may use [8].
+        checkpoint_chunks: trade time for memory on long K: the lag profile's backward over the window runs in
+            this many chunks under ``torch.utils.checkpoint``, keeping about 1/N of the activations at the cost of
+            one more forward pass; the numbers are unchanged. nn.RNN/LSTM/GRU (unidirectional) and cells; other
+            models run in one piece [1].
         layout: how to call the model and read its output, where gradhealth cannot tell.
         inputs: probe with these sequences instead of a synthetic task: a ``[B, T, D]`` float tensor or array,
             ``[B, T]`` token ids, a list of them, or an iterable of batches such as a ``DataLoader`` (see
@@ -148,6 +153,7 @@ def audit(
         "bootstrap_samples": bootstrap_samples,
         "target_horizon_precision": target_horizon_precision,
         "max_probe_batches": max_probe_batches,
+        "checkpoint_chunks": checkpoint_chunks,
     }
     limit = _memory_limit(memory_limit)
     data = _read_inputs(inputs, given) if inputs is not None else None

@@ -484,6 +484,16 @@ TABLE: tuple[Setting, ...] = (
         _EVERY_FACE,
         PROBE,
     ),
+    _setting(
+        "checkpoint_chunks",
+        Integer(minimum=1),
+        1,
+        "trade time for memory: the lag profile's backward over the window runs in N checkpointed chunks, keeping "
+        "about 1/N of the activations for one more forward; numbers unchanged (nn.RNN/LSTM/GRU and cells; other "
+        "models run whole)",
+        _EVERY_FACE,
+        PROBE,
+    ),
     # Gates (gradhealth.gates).
     _setting(
         "fail_on",
