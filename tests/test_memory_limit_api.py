@@ -72,6 +72,16 @@ def test_an_invalid_limit_is_a_config_error(bad: object) -> None:
         gradhealth.audit(nn.RNN(3, 8, batch_first=True), seq_len=10, memory_limit=bad)  # type: ignore[arg-type]
 
 
+def test_checkpoint_chunks_count_in_the_estimate_of_the_lag_profile_alone(no_allocation: None) -> None:
+    model = nn.GRU(4, 1024, batch_first=True)
+    with pytest.raises(MemoryLimitError):  # 19.6 GiB in one piece, and the standard preset keeps every step
+        gradhealth.audit(model, seq_len=2000, checkpoint_chunks=8)
+    with pytest.raises(ReachedError):  # the lag profile alone in 8 pieces: 1/8 of the activations, 2.5 GiB
+        gradhealth.audit(model, seq_len=2000, checkpoint_chunks=8, probes="quick")
+    with pytest.raises(MemoryLimitError):  # a bidirectional layer runs whole whatever the setting
+        gradhealth.audit(nn.GRU(4, 512, bidirectional=True), seq_len=2000, checkpoint_chunks=8, probes="quick")
+
+
 def test_a_normal_model_is_audited_under_the_default_limit() -> None:
     report = gradhealth.audit(nn.GRU(3, 8, batch_first=True), seq_len=12, batch_size=4, probes="quick")
     assert report.verdict in {"vanishing", "healthy"}

@@ -505,7 +505,7 @@ class Adapter(abc.ABC):
                     state = self._final_state(burn_in)
             size = -(-window.shape[1] // max(1, chunks))
             outputs = []
-            for part in window.split(size, dim=1):
+            for part in torch.split(window, size, dim=1):
                 y, state = checkpoint(self._advance, part, state, use_reentrant=False)
                 outputs.append(y)
             result = AdapterOutput(window, torch.cat(outputs, dim=1))
