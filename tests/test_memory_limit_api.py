@@ -95,3 +95,24 @@ def test_the_pytest_face_passes_the_limit(no_allocation: None) -> None:
         Auditor().with_settings(seq_len=10**6, memory_limit=None).audit(model)
     with pytest.raises(MemoryLimitError, match="above the memory limit of 1.0 KiB"):
         Auditor().with_settings(seq_len=10, memory_limit=1024).audit(model)
+
+
+def test_the_cli_counts_checkpoint_chunks_in_its_estimate(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from typer.testing import CliRunner
+
+    from gradhealth.cli import app
+
+    def run_audit(*_: Any, **__: Any) -> None:
+        raise ReachedError
+
+    monkeypatch.setattr(gradhealth.engine, "run_audit", run_audit)  # the CLI imports it when it audits
+    torch.save(nn.LSTM(4, 256, batch_first=True).state_dict(), tmp_path / "lstm.pt")
+    torch.save(nn.LSTM(4, 256, batch_first=True, bidirectional=True).state_dict(), tmp_path / "bi.pt")
+    args = ["audit", "--seq-len", "4000", "--probes", "quick", "--memory-limit", "2GiB"]
+    whole = CliRunner().invoke(app, [*args, str(tmp_path / "lstm.pt")])
+    assert whole.exit_code == 2 and "needs about 9.8 GiB" in whole.output  # 32 x 8000 x 256 x 8 x 20 + ...
+    chunked = CliRunner().invoke(app, [*args, "--checkpoint-chunks", "8", str(tmp_path / "lstm.pt")])
+    assert isinstance(chunked.exception, ReachedError) or "internal error: ReachedError" in chunked.output
+    bidirectional = CliRunner().invoke(app, [*args, "--checkpoint-chunks", "8", str(tmp_path / "bi.pt")])
+    assert bidirectional.exit_code == 2 and "needs about 19.6 GiB" in bidirectional.output
