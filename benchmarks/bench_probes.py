@@ -15,7 +15,10 @@ Cases (1 thread, float32):
 - ``cell-K`` / ``unrolled-K``: ``nn.RNNCell(32, 64)`` and an ``Unrolled`` tanh step, lag profile at K = 256,
   1024, 4096 (linear in K: each 4x of K should cost at most 4.5x);
 - ``long-K``: ``nn.LSTM(32, 128)``, batch 4, lag profile at K = 1024 and K = 65,536 (``--long`` only: a few
-  minutes and GBs).
+  minutes and GBs);
+- ``mem-*``: peak memory of ``nn.LSTM(32, 128)``, batch 4, K = 8192: ``mem-plain`` one forward+backward over
+  T = 2K + 1, ``mem-probe`` the lag profile, ``mem-chunked`` the lag profile with ``checkpoint_chunks=16``
+  (a tree without that setting reports an error there).
 
 Run::
 
@@ -23,6 +26,7 @@ Run::
     python benchmarks/bench_probes.py --against /path/to/main/src       # before/after, interleaved
     python benchmarks/bench_probes.py --quick                           # smoke run, tiny sizes
     python benchmarks/bench_probes.py --only cell- unrolled- --rounds 3 # a subset (case-name prefixes)
+    python benchmarks/bench_probes.py --only import mem- --rounds 1     # peak memory: plain, probe, chunked
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ HERE = Path(__file__).resolve()
 THIS_SRC = HERE.parent.parent / "src"
 PROBES = ("lag_profile", "parameter_gradients", "spectrum", "gates", "state_gradients", "length_scan", "lyapunov")
 LADDER = (256, 1024, 4096)
+MEMORY_CASES = ("mem-plain", "mem-probe", "mem-chunked")
 
 
 def case_names(quick: bool, long: bool) -> list[str]:
@@ -50,6 +55,7 @@ def case_names(quick: bool, long: bool) -> list[str]:
     names = ["import", "plain", "plain-window", "preset-quick", "preset-standard", "preset-thorough"]
     names += [f"probe-{p}" for p in PROBES]
     names += [f"{kind}-{k}" for kind in ("cell", "unrolled") for k in LADDER]
+    names += list(MEMORY_CASES)
     if long:
         names += ["long-1024", "long-65536"]
     return names
@@ -70,6 +76,19 @@ def build_case(name: str, quick: bool) -> Callable[[], object]:
     if name == "import":
         return lambda: None
     kind, _, arg = name.partition("-")
+    if kind == "mem":
+        k = 256 if quick else 8192
+        small = nn.LSTM(32, 16 if quick else 128, batch_first=True)
+        if arg == "plain":
+            x = torch.randn(4, 2 * k + 1, 32)
+
+            def plain_long() -> None:
+                with flush_denormals():
+                    small(x)[0][:, -1].sum().backward()
+
+            return plain_long
+        chunks = {"chunked": {"checkpoint_chunks": 16}, "probe": {}}[arg]
+        return lambda: gradhealth.audit(small, seq_len=k, batch_size=4, dtype="float32", probes="quick", **chunks)
     if kind in ("cell", "unrolled", "long"):
         steps = int(arg) // (64 if quick else 1)
         if kind == "long":
@@ -169,7 +188,7 @@ def print_table(
     mem = {key: _median(v, "peak_mb") for key, v in results.items()}
     for name in names:
         row = f"{name:26s}" + "".join(f" {sec[name, t]:10.3f} {mem[name, t]:10.0f}" for t in trees)
-        row += f" {sec[name, 'after'] / sec['plain', 'after']:8.2f}"
+        row += f" {sec[name, 'after'] / sec.get(('plain', 'after'), float('nan')):8.2f}"
         if len(trees) > 1:
             row += f" {sec[name, 'after'] / sec[name, 'before']:12.2f}"
         errors = {v.get("error") for t in trees for v in results[name, t] if "error" in v}
@@ -187,6 +206,9 @@ def print_table(
             print("   peak memory over import: " + ", ".join(f"{n} {v:.0f} MB" for n, v in extra.items()))
             if extra.get("plain", 0) > 0:
                 print(f"   standard / plain peak (over import): {extra['preset-standard'] / extra['plain']:.2f}x")
+        if base is not None and all((n, tree) in mem for n in MEMORY_CASES):
+            over = ", ".join(f"{n.removeprefix('mem-')} {mem[n, tree] - base:.0f} MB" for n in MEMORY_CASES)
+            print(f"   K = 8192 peak over import: {over}")
         if ("probe-lag_profile", tree) in sec:
             lag = sec["probe-lag_profile", tree]
             print(f"   lag profile alone / plain over the same T: {lag / sec['plain', tree]:.2f}x (target <= 0.8x)")

@@ -69,6 +69,7 @@ SAMPLES: dict[str, Sample] = {
     "bootstrap_samples": Sample("50", 50, "50"),
     "target_horizon_precision": Sample("0.05", 0.05, "0.05"),
     "max_probe_batches": Sample("3", 3, "3"),
+    "checkpoint_chunks": Sample("4", 4, "4"),
     "gate_decision": Sample("conservative", "conservative"),
     "fail_on": Sample("exploding", frozenset({"exploding"}), '["exploding"]'),
     "min_horizon": Sample("3", 3.0, "3"),
@@ -124,10 +125,20 @@ def test_every_setting_has_a_sample() -> None:
 @pytest.mark.parametrize("name", cases(table.API))
 def test_api_keyword_reaches_the_engine(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[AuditConfig] = []
-    monkeypatch.setattr(gradhealth.engine, "run_audit", lambda model, config, layout=None, **_: seen.append(config))
+    limits: list[int | None] = []
+
+    def run_audit(model: Any, config: AuditConfig, layout: Any = None, **kwargs: Any) -> None:
+        seen.append(config)
+        limits.append(kwargs["memory_limit"])
+
+    monkeypatch.setattr(gradhealth.engine, "run_audit", run_audit)
     gradhealth.audit(reference.LinearRecurrence(2), **{name: SAMPLES[name].value})
     (config,) = seen
-    assert getattr(config, name) == SAMPLES[name].value
+    if name == "memory_limit":  # a guard of the engine, not a number of the report: not an AuditConfig field
+        assert limits == [SAMPLES[name].value]
+    else:
+        assert getattr(config, name) == SAMPLES[name].value
+        assert limits == [table.SETTINGS["memory_limit"].default]
     assert config.source == "argument"
 
 

@@ -53,6 +53,7 @@ class AuditConfig:
         bootstrap_samples: bootstrap resamples behind each interval (0: none).
         target_horizon_precision: relative half-width of the horizon interval to reach by adding probe batches.
         max_probe_batches: the most probe batches ``target_horizon_precision`` may use.
+        checkpoint_chunks: chunks of the lag profile's checkpointed backward over the window (1: one piece).
 
     Defaults are the settings table's (see :mod:`gradhealth.settings`).
     """
@@ -80,6 +81,7 @@ class AuditConfig:
     bootstrap_samples: int = _default("bootstrap_samples")
     target_horizon_precision: float | None = _default("target_horizon_precision")
     max_probe_batches: int = _default("max_probe_batches")
+    checkpoint_chunks: int = _default("checkpoint_chunks")
     source: str = field(default="argument", compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ from gradhealth.adapters import Adapter, Layout
 from gradhealth.config import AuditConfig
 from gradhealth.errors import AdapterError, ConfigError, GradhealthError, ModelCallError, ProbeError
 from gradhealth.findings import make_finding, sort_findings
+from gradhealth.memory import API_HINT, DEFAULT_LIMIT, check_memory, estimate_for_config, module_units
 from gradhealth.probes.base import Probe, ProbeContext
 from gradhealth.probes.lag_profile import LagProfile, LagProfileResult
 from gradhealth.report import VERDICT_SEVERITY, Finding, Report
@@ -56,8 +57,10 @@ def audit(
     bootstrap_samples: int | None = None,
     target_horizon_precision: float | None = None,
     max_probe_batches: int | None = None,
+    checkpoint_chunks: int | None = None,
     layout: Layout | None = None,
     inputs: Any = None,
+    memory_limit: int | str | None = None,
 ) -> Report:
     """Audit gradient flow through time in a recurrent model.
 
@@ -91,18 +94,26 @@ def audit(
         target_horizon_precision: add probe batches of ``batch_size`` until the horizon's interval is within this
             relative half-width (0.05: ±5%) [none: one batch].
         max_probe_batches: the most batches ``target_horizon_precision`` may use [8].
+        checkpoint_chunks: trade time for memory on long K: the lag profile's backward over the window runs in
+            this many chunks under ``torch.utils.checkpoint``, keeping about 1/N of the activations at the cost of
+            one more forward pass; the numbers are unchanged. nn.RNN/LSTM/GRU (unidirectional) and cells; other
+            models run in one piece [1].
         layout: how to call the model and read its output, where gradhealth cannot tell.
         inputs: probe with these sequences instead of a synthetic task: a ``[B, T, D]`` float tensor or array,
             ``[B, T]`` token ids, a list of them, or an iterable of batches such as a ``DataLoader`` (see
             :mod:`gradhealth.tasks.data`). The first ``batch_size`` sequences are used; K and the burn-in come
             from their length T = burn_in + K + 1 (neither given: K = (T - 1) // 2). The report records their
             shape, dtype and content hash in ``Report.inputs``, never the data.
+        memory_limit: refuse, before allocating anything, an audit whose probes are estimated to need more
+            memory than this (bytes, or text such as ``'16GiB'``; ``'none'``: no limit) [4GiB]. The estimate
+            comes from the model's parameter count, its state size and the settings (see :mod:`gradhealth.memory`).
 
     Returns:
         The :class:`~gradhealth.report.Report`.
 
     Raises:
         ConfigError: a setting is invalid (including a ``meta`` device or one this machine lacks).
+        MemoryLimitError: the probes would need more memory than ``memory_limit`` (the message gives the estimate).
         AdapterError: the model cannot be driven as a sequence model with this layout, or its tensors are on the
             ``meta`` device.
         ModelCallError: the model raised when called on the probe input.
@@ -142,10 +153,24 @@ def audit(
         "bootstrap_samples": bootstrap_samples,
         "target_horizon_precision": target_horizon_precision,
         "max_probe_batches": max_probe_batches,
+        "checkpoint_chunks": checkpoint_chunks,
     }
+    limit = _memory_limit(memory_limit)
     data = _read_inputs(inputs, given) if inputs is not None else None
     config = AuditConfig(**{name: value for name, value in given.items() if value is not None})
-    return run_audit(model, config, layout, inputs=data)
+    return run_audit(model, config, layout, inputs=data, memory_limit=limit)
+
+
+def _memory_limit(value: int | str | None) -> int | None:
+    """The ``memory_limit`` argument in bytes (``None``: the table's default; ``'none'``: no limit)."""
+    from gradhealth.settings import SETTINGS
+
+    setting = SETTINGS["memory_limit"]
+    if value is None:
+        return int(setting.default)
+    if isinstance(value, str):
+        return setting.parse(value, source="argument")
+    return setting.check(value, source="argument")
 
 
 def _read_inputs(inputs: Any, given: dict[str, Any]) -> ProbeInputs:
@@ -182,12 +207,19 @@ def _probes_setting(probes: str | Sequence[str] | None) -> str | tuple[str, ...]
 
 
 def run_audit(
-    model: Any, config: AuditConfig, layout: Layout | None = None, *, inputs: ProbeInputs | None = None
+    model: Any,
+    config: AuditConfig,
+    layout: Layout | None = None,
+    *,
+    inputs: ProbeInputs | None = None,
+    memory_limit: int | None = DEFAULT_LIMIT,
 ) -> Report:
     """Run an audit from an already validated :class:`AuditConfig` (what the faces call).
 
     With ``inputs`` (from :func:`gradhealth.tasks.data.read_inputs`), every probe that draws task inputs gets
     those sequences; ``config.total_len`` must fit in them (see :func:`gradhealth.tasks.data.probe_window`).
+    Before the probe copy is made, the probes' memory is estimated and refused above ``memory_limit`` bytes
+    (``None``: no limit) with :class:`~gradhealth.errors.MemoryLimitError`.
     """
     adapter = plugins.adapt(model, layout)
     task: Any
@@ -197,6 +229,7 @@ def run_audit(
         task, config = _data_task(inputs, config, adapter)
     probe_list, skipped = _select_probes(config, adapter)
     _refuse_meta(adapter)
+    _check_memory(adapter, config, memory_limit)
     device = _resolve_device(config, adapter)
     # Anomaly mode off in our own scope: a caller's anomaly mode turns a NaN gradient into an exception, and
     # non_finite is a verdict to report, not an error.
@@ -278,6 +311,21 @@ def _refuse_meta(adapter: Adapter) -> None:
             "its weights first (model.to_empty(device='cpu') then load_state_dict)",
             model=adapter.model,
         )
+
+
+def _check_memory(adapter: Adapter, config: AuditConfig, limit: int | None) -> None:
+    """Refuse, from sizes alone (nothing is allocated), an audit whose probes would need more than ``limit``."""
+    if limit is None:
+        return
+    module = adapter.module
+    parameters, units = module_units(module) if module is not None else (0, 0)
+    check_memory(
+        estimate_for_config(parameters, units, config, can_chunk=adapter.has_chunked_window),
+        limit,
+        f"auditing {type(adapter.model).__name__} (seq_len {config.seq_len}, batch_size {config.batch_size}, "
+        f"{units} state units)",
+        hint=API_HINT,
+    )
 
 
 def _resolve_device(config: AuditConfig, adapter: Adapter) -> torch.device:

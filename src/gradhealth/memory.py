@@ -3,7 +3,7 @@
 A checkpoint is untrusted: 2.5 KB of stride-0 views can describe a 40 GB hidden-to-hidden matrix, a zip archive of
 1.5 MB can inflate to 1.7 GB, and ``seq_len=10**7`` asks the probes for more activations than any machine holds.
 The CLI checks each input against a limit (the ``memory_limit`` setting, 4 GiB by default) at three points, each
-before the allocation it guards:
+before the allocation it guards (:func:`gradhealth.audit` checks the third, with the same setting):
 
 1. :func:`file_memory`: what reading the file allocates, from metadata only (the zip directory's uncompressed
    sizes, the safetensors header);
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from gradhealth.config import AuditConfig
 
 __all__ = [
+    "API_HINT",
+    "CLI_HINT",
     "DEFAULT_LIMIT",
     "check_memory",
     "estimate_audit_memory",
@@ -76,6 +78,7 @@ def estimate_audit_memory(
     burn_in: int | None = None,
     dtype_bytes: int = 8,
     longest_scan: int = 0,
+    window_chunks: int = 1,
 ) -> int:
     """Peak bytes an audit is expected to need (an estimate with headroom, computed without allocating).
 
@@ -88,20 +91,25 @@ def estimate_audit_memory(
         burn_in: steps before the probed window (``None``: ``seq_len``, as the audit does).
         dtype_bytes: bytes per element of the probe dtype (8 for float64, the CPU default).
         longest_scan: the longest length of the length_scan probe, 0 when it does not run.
+        window_chunks: the lag profile alone runs its backward in this many checkpointed chunks
+            (``checkpoint_chunks``): about 1/N of the activations are kept.
 
     Returns:
         Bytes.
     """
-    steps = seq_len + (seq_len if burn_in is None else burn_in)
+    steps = -(-(seq_len + (seq_len if burn_in is None else burn_in)) // max(1, window_chunks))
     activations = batch_size * steps * state_units * dtype_bytes * _UNIT_FACTOR
     scan = batch_size * longest_scan * state_units * dtype_bytes * _SCAN_FACTOR
     jacobians = state_units * state_units * dtype_bytes * _JACOBIAN_FACTOR
     return parameters * dtype_bytes * _PARAM_FACTOR + max(activations, scan) + jacobians
 
 
-def estimate_for_config(parameters: int, state_units: int, config: AuditConfig) -> int:
-    """:func:`estimate_audit_memory` for an :class:`~gradhealth.config.AuditConfig`'s settings."""
+def estimate_for_config(parameters: int, state_units: int, config: AuditConfig, *, can_chunk: bool = False) -> int:
+    """:func:`estimate_audit_memory` for an :class:`~gradhealth.config.AuditConfig`'s settings (``can_chunk``: the
+    model's adapter runs ``checkpoint_chunks``, which then counts when the lag profile is the only probe)."""
     longest = max(config.length_scan_lengths) if "length_scan" in config.probe_names else 0
+    only_lag = set(config.probe_names) <= {"lag_profile"}
+    chunks = config.checkpoint_chunks if can_chunk and only_lag else 1
     return estimate_audit_memory(
         parameters=parameters,
         state_units=state_units,
@@ -110,20 +118,29 @@ def estimate_for_config(parameters: int, state_units: int, config: AuditConfig) 
         burn_in=config.burn_in,
         dtype_bytes=_DTYPE_BYTES.get(config.dtype, 8),
         longest_scan=longest,
+        window_chunks=chunks,
     )
 
 
-def check_memory(estimate: int, limit: int | None, what: str, *, path: object = None) -> None:
+#: How to raise the limit, per face.
+CLI_HINT = "raise --memory-limit (e.g. --memory-limit 16GiB, or none) if this is expected"
+API_HINT = (
+    "raise memory_limit (e.g. memory_limit='16GiB', or 'none'; --gradhealth-memory-limit under pytest) "
+    "if this is expected"
+)
+
+
+def check_memory(estimate: int, limit: int | None, what: str, *, path: object = None, hint: str = CLI_HINT) -> None:
     """Refuse ``estimate`` bytes above ``limit`` (``None``: no limit).
 
     Raises:
-        MemoryLimitError: one line naming ``what``, the estimate, the limit and the flag that raises it.
+        MemoryLimitError: one line naming ``what``, the estimate, the limit and how to raise it (``hint``).
     """
     if limit is None or estimate <= limit:
         return
     raise MemoryLimitError(
         f"{what} needs about {format_bytes(estimate)}, above the memory limit of {format_bytes(limit)}; refused "
-        "before allocating it; raise --memory-limit (e.g. --memory-limit 16GiB, or none) if this is expected",
+        f"before allocating it; {hint}",
         path=path,
         estimate=estimate,
         limit=limit,

@@ -484,6 +484,16 @@ TABLE: tuple[Setting, ...] = (
         _EVERY_FACE,
         PROBE,
     ),
+    _setting(
+        "checkpoint_chunks",
+        Integer(minimum=1),
+        1,
+        "trade time for memory: the lag profile's backward over the window runs in N checkpointed chunks, keeping "
+        "about 1/N of the activations for one more forward; numbers unchanged (nn.RNN/LSTM/GRU and cells; other "
+        "models run whole)",
+        _EVERY_FACE,
+        PROBE,
+    ),
     # Gates (gradhealth.gates).
     _setting(
         "fail_on",
@@ -666,7 +676,7 @@ TABLE: tuple[Setting, ...] = (
         4 * 2**30,
         "refuse an input whose file, tensors or probes would need more memory than this (e.g. 16GiB, or none), "
         "estimated before anything is allocated",
-        _CLI_AND_FILE,
+        _EVERY_FACE,
         LOADING,
         default_text="4GiB",
     ),

@@ -38,7 +38,8 @@ def test_pytest_docs_list_every_setting(setting: table.Setting) -> None:
     row = next(line for line in text.splitlines() if re.match(rf"\| (`\w+`, )*`{setting.name}`", line))
     default = setting.default_for(table.PYTEST)
     if isinstance(default, (int, float, str)) and not isinstance(default, bool):
-        assert f"| {table.display(default)} |" in row, setting.name
+        shown = {table.display(default), setting.describe_default(table.PYTEST)}  # 4294967296 may read 4GiB
+        assert any(f"| {text} |" in row for text in shown), setting.name
 
 
 def _toml_examples() -> list[tuple[str, str]]:

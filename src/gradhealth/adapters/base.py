@@ -479,6 +479,47 @@ class Adapter(abc.ABC):
             raise ModelCallError(self._call_failure(window, exc), model=self.model) from exc
         return self._shape_output(window, result)
 
+    @property
+    def has_chunked_window(self) -> bool:
+        """Whether :meth:`run_chunked` can run a window in checkpointed chunks (a state handover whose steps
+        can be recomputed: no state kept inside the model between calls)."""
+        return False
+
+    def run_chunked(self, burn_in: torch.Tensor | None, window: torch.Tensor, chunks: int) -> AdapterOutput:
+        """:meth:`run_from_state` (or :meth:`run` without a burn-in) with the window split into ``chunks`` pieces
+        under ``torch.utils.checkpoint``: a backward keeps one piece's activations at a time (and the states
+        between pieces) and recomputes each piece's forward once. Outputs and gradients equal the plain run's.
+
+        Raises:
+            ModelCallError: the model raised; the message carries the input shape and the cause.
+            AdapterError: the adapter cannot run in chunks, or the output is not a ``[B, T, O]`` sequence.
+        """
+        from torch.utils.checkpoint import checkpoint
+
+        if not self.has_chunked_window:
+            raise AdapterError(f"{self.family} adapters cannot run a window in checkpointed chunks")
+        try:
+            state = None
+            if burn_in is not None and burn_in.shape[1] > 0:
+                with torch.no_grad():
+                    state = self._final_state(burn_in)
+            size = -(-window.shape[1] // max(1, chunks))
+            outputs = []
+            for part in torch.split(window, size, dim=1):
+                y, state = checkpoint(self._advance, part, state, use_reentrant=False)
+                outputs.append(y)
+            result = AdapterOutput(window, torch.cat(outputs, dim=1))
+        except (AdapterError, ModelCallError):
+            raise
+        except Exception as exc:
+            raise ModelCallError(self._call_failure(window, exc), model=self.model) from exc
+        return self._shape_output(window, result)
+
+    def _advance(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """The batch-first output over ``inputs`` from ``state`` (``None``: the initial state), and the state it
+        ends in (adapters with a chunked window)."""
+        raise NotImplementedError
+
     def _final_state(self, inputs: torch.Tensor) -> Any:
         """The state after running ``inputs`` (adapters with state handover)."""
         raise NotImplementedError

@@ -88,10 +88,17 @@ class RecurrentModuleAdapter(Adapter):
         return self.model(inputs if self.batch_first else inputs.transpose(0, 1))[1]
 
     def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
+        return AdapterOutput(inputs, self._advance(inputs, state)[0])
+
+    @property
+    def has_chunked_window(self) -> bool:
+        return not self.model.bidirectional
+
+    def _advance(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         x = inputs if self.batch_first else inputs.transpose(0, 1)
         value = self.model(x) if state is None else self.model(x, state)
         out = value[0] if self.layout.output is None else select_output(value, self.layout.output)
-        return AdapterOutput(inputs, out if self.batch_first or out.dim() != 3 else out.transpose(0, 1))
+        return (out if self.batch_first or out.dim() != 3 else out.transpose(0, 1)), value[1]
 
 
 class CellAdapter(Adapter):
@@ -127,6 +134,13 @@ class CellAdapter(Adapter):
 
     def _forward_from(self, inputs: torch.Tensor, state: Any) -> AdapterOutput:
         return AdapterOutput(inputs, self._unroll(inputs, state)[0])
+
+    @property
+    def has_chunked_window(self) -> bool:
+        return True
+
+    def _advance(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        return self._unroll(inputs, state)
 
     def _unroll(self, inputs: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         # unbind once: indexing inputs[:, t] per step would make each step's backward write a zero tensor the

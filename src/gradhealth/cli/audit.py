@@ -108,19 +108,23 @@ def _audit_models(path: str, job: AuditJob) -> list[NamedReport]:
     with time_limit(job.load_options.get("load_timeout"), path):
         checkpoint = open_checkpoint(Path(path), job.load_options)
         if not job.model_options.get("model"):  # the layers rebuilt from the weights, before building them
-            estimate = estimate_for_config(*state_dict_units(checkpoint.state_dict), config)
+            # rebuilt torch layers run checkpoint_chunks unless bidirectional
+            unidirectional = not any("_reverse" in str(key) for key in checkpoint.state_dict)
+            estimate = estimate_for_config(*state_dict_units(checkpoint.state_dict), config, can_chunk=unidirectional)
             check_memory(estimate, limit, f"{path}: auditing its recurrent layers", path=path)
         models = models_to_audit(checkpoint, job.model_options)
     metadata = getattr(checkpoint, "metadata", None) or {}
     entries = []
     for layer, module in models:
         name = path if job.model_options.get("model") else f"{path}:{layer}"
-        check_memory(estimate_for_config(*module_units(module), config), limit, f"{name}: the audit", path=path)
         base = (metadata.get("layouts") or {}).get(layer)
         layout = declared_layout(module, job.model_options.get("layout") or {}, base, name=layer)
+        estimate = estimate_for_config(*module_units(module), config, can_chunk=_can_chunk(module, layout))
+        check_memory(estimate, limit, f"{name}: the audit", path=path)
         size = sum(p.numel() for p in module.parameters())
         with torch_threads(threads_for_model(job.threads, size, is_explicit=job.threads_explicit)):
-            report = run_audit(module, config, layout, inputs=job.inputs)
+            # the probes' estimate was checked just above against --memory-limit, whose message names the flag
+            report = run_audit(module, config, layout, inputs=job.inputs, memory_limit=None)
         report.model.update(
             checkpoint=path, checkpoint_key=checkpoint_key(path), checkpoint_format=checkpoint.format, layer=layer
         )
@@ -152,6 +156,18 @@ class AuditPlan:
     gates: Thresholds
     baselines: list[NamedReport]
     renderer: Renderer
+
+
+def _can_chunk(module: Any, layout: Any) -> bool:
+    """Whether the audit's adapter runs ``checkpoint_chunks`` on this module (for the memory estimate only: an
+    adapter that cannot be chosen is the audit's error to report, and counts as not chunking here)."""
+    from gradhealth import plugins
+    from gradhealth.errors import GradhealthError
+
+    try:
+        return bool(plugins.adapt(module, layout).has_chunked_window)
+    except GradhealthError:
+        return False
 
 
 def plan_audit(settings: table.Resolved) -> AuditPlan:

@@ -228,9 +228,16 @@ def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: in
         inputs.requires_grad_(True)
     total = inputs.shape[1]
     detector = SavedDenormals()
+    chunks = ctx.config.checkpoint_chunks
+    chunked = chunks > 1 and ctx.adapter.has_chunked_window and not any(d.is_reverse for d in directions)
     with input_gradients_only(ctx.module), torch.enable_grad():
         with detector:
-            out = ctx.adapter.run(inputs) if burned is None else ctx.adapter.run_from_state(burned, inputs)
+            if chunked:  # the user traded time for memory: one window piece's activations at a time
+                out = ctx.adapter.run_chunked(burned, inputs, chunks)
+            elif burned is None:
+                out = ctx.adapter.run(inputs)
+            else:
+                out = ctx.adapter.run_from_state(burned, inputs)
         flush = not detector.found
         return [
             _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush)

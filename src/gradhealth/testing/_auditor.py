@@ -60,6 +60,8 @@ def audit_kwargs(settings: table.Resolved, inputs: Any) -> dict[str, Any]:
     batch size left at their defaults are left out, so they come from the data as in ``audit(model, inputs=...)``
     (the batch size default still caps the sequences used)."""
     kwargs = settings.audit_kwargs()
+    limit = settings.values["memory_limit"]
+    kwargs["memory_limit"] = "none" if limit is None else limit  # None is the API's "the default"
     if inputs is not None:
         for name in ("seq_len", "burn_in", "task"):
             if name not in settings.sources:
