@@ -88,7 +88,7 @@ def test_forecaster_without_the_flag_names_it(run: Run, tmp_path: Path) -> None:
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert "\n" not in line
-    assert "forecast_step" in line or "--forecast-step" in line
+    assert "(a forecast horizon?)" in line and "--forecast-step N" in line
 
 
 def test_forecast_step_from_pyproject(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

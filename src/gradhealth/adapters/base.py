@@ -625,8 +625,8 @@ class Adapter(abc.ABC):
         if out.dim() == 3 and out.shape[0] == batch:
             raise AdapterError(
                 f"{name} returned {tuple(out.shape)} for {batch} sequences of {steps} steps: an output time axis "
-                "of another length (a forecast horizon?); pass layout=gradhealth.Layout(forecast_step=...) to put "
-                "the loss at one forecast step"
+                "of another length (a forecast horizon?); pass layout=gradhealth.Layout(forecast_step=...) (on the "
+                "command line: --forecast-step N) to put the loss at one forecast step"
             )
         raise AdapterError(
             f"{name} returned a tensor of shape {tuple(out.shape)}, but gradhealth needs [batch={batch}, "
