@@ -81,24 +81,29 @@ class GateActivityResult:
 
 
 class _Accumulator:
-    """Per-step statistics per gate, reduced in chunks of steps (vectorised, with bounded memory)."""
+    """Per-step statistics per gate, reduced in blocks of at least ``chunk`` steps (vectorised, bounded memory).
+
+    Called as ``acc(weights, t0, gates)`` with the gates of steps t0, t0 + 1, ... as ``[n, B, H]`` blocks, in order
+    (a :data:`~gradhealth.probes._recurrent.StepsObserver`)."""
 
     chunk = 64
 
     def __init__(self, level: float) -> None:
         self.level = level
         self.pending: dict[tuple[str, str], list[torch.Tensor]] = {}
+        self.pending_steps: dict[tuple[str, str], int] = {}
         self.kinds: dict[str, str] = {}
         self.sums: dict[str, dict[str, Any]] = {}
 
-    def __call__(self, w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
+    def __call__(self, w: LayerWeights, t0: int, gates: dict[str, torch.Tensor]) -> None:
         self.kinds[w.name] = w.kind
         for name, a in gates.items():
             if name == "h":
                 continue
-            pending = self.pending.setdefault((w.name, name), [])
-            pending.append(a)
-            if len(pending) == self.chunk:
+            key = (w.name, name)
+            self.pending.setdefault(key, []).append(a)
+            self.pending_steps[key] = self.pending_steps.get(key, 0) + a.shape[0]
+            if self.pending_steps[key] >= self.chunk:
                 self._reduce(w.name, name)
 
     def finish(self) -> dict[str, dict[str, Any]]:
@@ -110,9 +115,10 @@ class _Accumulator:
 
     def _reduce(self, layer: str, name: str) -> None:
         pending = self.pending.pop((layer, name), [])
+        self.pending_steps.pop((layer, name), None)
         if not pending:
             return
-        a = torch.stack(pending)  # [steps, B, H]
+        a = pending[0] if len(pending) == 1 else torch.cat(pending)  # [steps, B, H]
         low = (a < 1 - self.level) if name in _SIGMOID_GATES else (a < -self.level)
         s = self.sums.setdefault(layer, {}).setdefault(
             name, {"sum": [], "low": [], "high": [], "keep": None, "count": 0, "size": a[0].numel()}
@@ -158,6 +164,9 @@ class GateActivity(Probe):
     time_bins: int = 16
     #: at most this many sequences are driven (fractions over 8 x T x H activations are already tight).
     max_batch: int = 8
+    #: run each layer with PyTorch's own kernel and rebuild the gates in bulk (False: step by step; same numbers
+    #: up to rounding).
+    fused: bool = True
 
     def skip_reason(self, adapter: Adapter) -> str | None:
         if not any(layer.kind in _MEMORY_GATE for layer in find_recurrent_layers(adapter.module)):
@@ -167,7 +176,8 @@ class GateActivity(Probe):
     def run(self, ctx: ProbeContext) -> GateActivityResult:
         steps = ctx.config.total_len
         acc = _Accumulator(self.saturation_level)
-        found, notes = driven_runs(ctx, "gates", observe=acc, batch_size=min(self.max_batch, ctx.config.batch_size))
+        batch = min(self.max_batch, ctx.config.batch_size)
+        found, notes = driven_runs(ctx, "gates", observe_steps=acc, batch_size=batch, fused=self.fused)
         sums = acc.finish()
         bins = min(self.time_bins, steps)
         edges = [round(i * steps / bins) for i in range(bins + 1)]
