@@ -407,7 +407,7 @@ def rebuild_gates(
     ``hidden`` ``[T, B, H]`` (own time order) in blocks of steps, hand each block to ``observe_steps``, and return
     the LSTM's cell states ``[T, B, H]`` (None for the other kinds).
 
-    The pre-activations of a block are one matrix product, W_ih x_t + b_ih + b_hh + W_hh h_{t-1} for all its steps
+    The pre-activations of a block are one matrix product, W_ih x_t + (b_ih + b_hh) + W_hh h_{t-1} for all its steps
     (h_{-1} = 0); the LSTM's c_t = f_t c_{t-1} + i_t g_t is the only step-by-step part (one operation per step)."""
     steps, batch = hidden.shape[:2]
     if w.kind in ("RNN_TANH", "RNN_RELU"):
@@ -420,12 +420,12 @@ def rebuild_gates(
     cells = hidden.new_empty(steps, batch, size) if w.kind == "LSTM" else None
     block = max(1, FUSED_BLOCK_ELEMENTS // max(1, batch * width))
     c_prev = hidden.new_zeros(batch, size)
+    biases = [b for b in (w.b_ih, w.b_hh) if b is not None]
+    bias = biases[0] + biases[1] if len(biases) == 2 else (biases[0] if biases else None)  # LSTM: both at once
     for t0 in range(0, steps, block):
         t1 = min(steps, t0 + block)
-        pre = w.project(seq[t0:t1])  # [n, B, width]
         if w.kind == "LSTM":
-            if w.b_hh is not None:
-                pre += w.b_hh
+            pre = F.linear(seq[t0:t1], w.w_ih, bias)  # [n, B, width]
             flat = pre.view(-1, width)
             # W_hh h_{t-1} for every step of the block but the very first (whose h_{-1} is zero)
             rows = flat if t0 else flat[batch:]
@@ -438,6 +438,7 @@ def rebuild_gates(
                 c_prev = torch.addcmul(ig[t - t0], f[t - t0], c_prev, out=cells[t])
             gates = {"i": i, "f": f, "g": g, "o": o, "tanh_c": torch.tanh(cells[t0:t1])}
         else:
+            pre = w.project(seq[t0:t1])
             rec = F.linear(hidden[max(0, t0 - 1) : t1 - 1], w.w_hh, w.b_hh)
             if t0 == 0:  # h_{-1} = 0: the first step's recurrent part is the bias alone
                 first = rec.new_zeros(1, batch, width) if w.b_hh is None else w.b_hh.expand(1, batch, width)
