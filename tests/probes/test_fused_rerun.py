@@ -58,7 +58,7 @@ def _reference(layer: RecurrentLayer, x: torch.Tensor) -> list[tuple[LayerWeight
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_fused_rerun_equals_the_step_loop(name: str, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_recurrent, "FUSED_BLOCK_ELEMENTS", block)
-    monkeypatch.setattr(_recurrent, "FUSED_ON_CPU", frozenset(_recurrent.GATE_NAMES))  # the GRU too
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)  # float64 and the GRU too
     torch.manual_seed(0)
     module = MODULES[name]().double()
     x = torch.randn(2, 9, 3, dtype=torch.float64)
@@ -87,7 +87,8 @@ def test_fused_rerun_equals_the_step_loop(name: str, block: int, monkeypatch: py
         torch.testing.assert_close(run.outputs(), h.flip(1) if w.is_reverse else h, rtol=0, atol=1e-10)
 
 
-def test_fused_rerun_of_a_module_equals_the_module() -> None:
+def test_fused_rerun_of_a_module_equals_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)
     torch.manual_seed(1)
     lstm = nn.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2).double()  # time-major
     x = torch.randn(7, 2, 3, dtype=torch.float64)
@@ -95,6 +96,13 @@ def test_fused_rerun_of_a_module_equals_the_module() -> None:
     runs = run_layer(layer, x.transpose(0, 1), fused=True)
     top = torch.cat([r.outputs() for r in runs[-2:]], dim=-1)
     torch.testing.assert_close(top, lstm(x)[0].transpose(0, 1), rtol=0, atol=1e-13)
+
+
+def test_fused_runs_where_it_was_measured_faster() -> None:
+    x64, x32 = torch.zeros(1, 2, 3, dtype=torch.float64), torch.zeros(1, 2, 3)
+    assert _recurrent.fused_pays("RNN_TANH", x64) and _recurrent.fused_pays("RNN_RELU", x32)
+    assert not _recurrent.fused_pays("GRU", x32) and not _recurrent.fused_pays("LSTM", x64)
+    assert _recurrent.fused_pays("LSTM", x32) == torch.backends.mkldnn.is_available()
 
 
 def test_fused_rerun_refuses_a_graph() -> None:
@@ -109,7 +117,7 @@ def test_fused_rerun_refuses_a_graph() -> None:
     ids=["lstm", "gru"],
 )
 def test_gates_probe_fused_equals_step_by_step(module: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_recurrent, "FUSED_ON_CPU", frozenset(_recurrent.GATE_NAMES))
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)
     monkeypatch.setattr(_recurrent, "FUSED_BLOCK_ELEMENTS", 100)  # several blocks
     torch.manual_seed(2)
     ctx = probe_context(module, seq_len=12)

@@ -277,11 +277,21 @@ StepsObserver = Callable[[LayerWeights, int, dict[str, torch.Tensor]], None]
 #: a fused run rebuilds its gates in blocks of at most this many elements (steps x batch x gate width).
 FUSED_BLOCK_ELEMENTS = 1 << 20
 
-#: the kinds whose fused run is faster than the step-by-step one on a CPU. Measured (nn.LSTM/GRU(32, 256, 2 layers),
-#: 8 sequences, T = 513, float32, 1 thread): the LSTM kernel (oneDNN) plus the bulk rebuild cost 0.7x the steps, a
-#: vanilla RNN needs no rebuild at all, but the GRU kernel (a loop of the same small products) plus the rebuild cost
-#: 1.05x; elsewhere (CUDA) every kind runs fused.
-FUSED_ON_CPU = frozenset({"LSTM", "RNN_TANH", "RNN_RELU"})
+
+def fused_pays(kind: str, x: torch.Tensor) -> bool:
+    """Whether a fused run of a ``kind`` layer on ``x`` is faster than the step-by-step one.
+
+    Measured on a CPU (nn.RNN/LSTM/GRU(32, 256, 2 layers), 8 sequences, T = 513, 1 thread, fused over step time):
+    vanilla RNNs need no rebuild at all (0.9x in float32 and float64); the LSTM's float32 kernel is oneDNN's, fast
+    enough to pay for the rebuild's matrix product (0.85x), but its float64 kernel is a loop of the same small
+    products as the steps (1.6x); the GRU's kernel is such a loop in every dtype (1.4x). Elsewhere (CUDA) the
+    kernel replaces a dozen launches per step, so every kind runs fused there (not measured here)."""
+    if x.device.type != "cpu":
+        return True
+    if kind in ("RNN_TANH", "RNN_RELU"):
+        return True
+    mkldnn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
+    return kind == "LSTM" and x.dtype == torch.float32 and mkldnn
 
 
 def run_layer(
@@ -308,8 +318,8 @@ def run_layer(
             burn-in) without a graph and starts tracking at the state they end in: gradients with respect to
             later states are unchanged, and the burn-in costs neither the graph's memory nor its time.
         fused: run each layer and direction with PyTorch's own kernel and rebuild the gates in bulk (see the
-            module docstring) where that is faster (:data:`FUSED_ON_CPU`): no graph, so neither ``track_states``
-            nor a per-step ``observe``.
+            module docstring) where that is faster (:func:`fused_pays`; elsewhere step by step): no graph, so
+            neither ``track_states`` nor a per-step ``observe``.
 
     Returns:
         One :class:`LayerRun` per layer and direction, in PyTorch's order.
@@ -317,7 +327,7 @@ def run_layer(
     if fused:
         if track_states or observe is not None:
             raise ValueError("a fused run keeps no graph and observes blocks of steps: use observe_steps")
-        if x.device.type != "cpu" or layer.kind in FUSED_ON_CPU:
+        if fused_pays(layer.kind, x):
             return _run_fused(layer, x, observe_steps)
     runs: list[LayerRun] = []
     weights = layer.weights()
