@@ -290,7 +290,7 @@ def fused_pays(kind: str, x: torch.Tensor) -> bool:
         return True
     if kind in ("RNN_TANH", "RNN_RELU"):
         return True
-    mkldnn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
+    mkldnn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)  # type: ignore[no-untyped-call]
     return kind == "LSTM" and x.dtype == torch.float32 and mkldnn
 
 
