@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -235,3 +236,23 @@ def test_trailing_zeros_after_a_resolvable_value_are_structural() -> None:
     assert "finite_memory" in result.tags
     assert "unresolved_tail" not in result.tags
     assert result.metrics.resolved_lags == 20
+
+
+@pytest.mark.parametrize("level", [0.0, 0.1, 0.25, 0.5, 0.9, 1.0])
+def test_nanquantile_nearest_equals_numpy(level: float) -> None:
+    """The vectorised nearest-rank quantile picks the same sample as numpy's, with NaNs, infinities, ties, halves
+    (4 values at level 0.5: rank 1.5, rounded to even) and all-NaN columns."""
+    from gradhealth.metrics import nanquantile_nearest
+
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((5, 40))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[:, 0] = np.nan
+    values[0, 1], values[1, 2], values[2, 3] = np.inf, -np.inf, np.nan
+    values[:, 4] = 1.5  # ties
+    values[:, 5] = [3.0, 1.0, 2.0, 0.0, -1.0]
+    values[:, 6] = [4.0, 1.0, np.nan, 3.0, 2.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy warns about the all-NaN column
+        expected = np.nanquantile(values, level, axis=0, method="nearest")
+    np.testing.assert_array_equal(nanquantile_nearest(values, level), expected)

@@ -34,7 +34,6 @@ number of the metric contract (docs/metrics.md):
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,13 +224,22 @@ def _is_censored(g: Array, resolved: npt.NDArray[np.bool_], eps: float, relative
 
 def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
     """Per-lag quantiles over samples of log10(N_b(k) / N_b(ref)) (samples with N_b(ref) = 0 are left out)."""
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lags give NaN, which is the honest answer
+    with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.log10(norms / norms[:, ref : ref + 1])
-        return {
-            key: np.nanquantile(ratios, level, axis=0, method="nearest").tolist()
-            for key, level in QUANTILE_LEVELS.items()
-        }
+    return {key: nanquantile_nearest(ratios, level).tolist() for key, level in QUANTILE_LEVELS.items()}
+
+
+def nanquantile_nearest(values: Array, level: float) -> Array:
+    """``np.nanquantile(values, level, axis=0, method="nearest")``, the same numbers, vectorised over the columns
+    (numpy applies a Python function per column once any NaN is present). An all-NaN column gives NaN.
+
+    The nearest-rank sample of a column with n non-NaN values is its sorted value number round((n - 1)·level),
+    rounding halves to even as ``np.around`` does; ``np.sort`` puts NaN last, after the n values."""
+    ordered = np.sort(values, axis=0)
+    count = np.sum(~np.isnan(values), axis=0)
+    index = np.around((count - 1) * level).astype(np.intp)
+    picked = np.take_along_axis(ordered, np.clip(index, 0, None)[None], axis=0)[0]
+    return np.where(count > 0, picked, np.nan)
 
 
 def _direct_path_end(g: Array, positive: npt.NDArray[np.bool_], ref: int) -> int | None:
