@@ -188,3 +188,18 @@ def test_layer_spectrum_sigmas_equal_the_svd(module: nn.Module) -> None:
         assert w.w_hr is not None
         svd = float(torch.linalg.svdvals(w.w_hr.detach())[0])
         assert spectrum.projection.sigma_max == pytest.approx(svd, rel=GRAM_RTOL)
+
+
+def test_float32_lstm_runs_fused_through_the_real_kernel() -> None:
+    """The production path (no patching): a float32 LSTM on a CPU runs fused where oneDNN is available, and its
+    gates equal the float32 step loop's to float32 rounding (about 1e-7 per step, not growing: contracting)."""
+    torch.manual_seed(6)
+    lstm = nn.LSTM(3, 8, num_layers=2, batch_first=True)
+    x = torch.randn(3, 20, 3)
+    (layer,) = find_recurrent_layers(lstm)
+    blocks: dict[str, list[torch.Tensor]] = {}
+    runs = run_layer(layer, x, observe_steps=lambda w, t0, g: blocks.setdefault(w.name, []).append(g["f"]), fused=True)
+    assert all(len(b) == (1 if _recurrent.fused_pays("LSTM", x) else 20) for b in blocks.values())
+    for run, (_, states, gates) in zip(runs, _reference(layer, x), strict=True):
+        torch.testing.assert_close(torch.cat(blocks[run.weights.name]), gates["f"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(run.states[-1][1], states[-1][1], rtol=0, atol=1e-5)
