@@ -199,7 +199,7 @@ def test_float32_lstm_runs_fused_through_the_real_kernel() -> None:
     (layer,) = find_recurrent_layers(lstm)
     blocks: dict[str, list[torch.Tensor]] = {}
     runs = run_layer(layer, x, observe_steps=lambda w, t0, g: blocks.setdefault(w.name, []).append(g["f"]), fused=True)
-    assert all(len(b) == (1 if _recurrent.fused_pays("LSTM", x) else 20) for b in blocks.values())
+    assert all((run.hidden is not None) == torch.backends.mkldnn.is_available() for run in runs)  # fused: kept
     for run, (_, states, gates) in zip(runs, _reference(layer, x), strict=True):
         torch.testing.assert_close(torch.cat(blocks[run.weights.name]), gates["f"], rtol=0, atol=1e-5)
         torch.testing.assert_close(run.states[-1][1], states[-1][1], rtol=0, atol=1e-5)

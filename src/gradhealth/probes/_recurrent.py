@@ -274,6 +274,9 @@ Observer = Callable[[LayerWeights, int, dict[str, torch.Tensor]], None]
 #: ``observe_steps(weights, t0, gates)``: the gates of steps t0, t0 + 1, ... as time-major blocks ``[n, B, H]``.
 StepsObserver = Callable[[LayerWeights, int, dict[str, torch.Tensor]], None]
 
+#: a step-by-step run hands its gates to ``observe_steps`` in blocks of this many steps.
+STEP_BLOCK = 64
+
 #: a fused run rebuilds its gates in blocks of at most this many elements (steps x batch x gate width).
 FUSED_BLOCK_ELEMENTS = 1 << 20
 
@@ -311,7 +314,7 @@ def run_layer(
         x: its input sequence.
         observe: called as ``observe(weights, t, gates)`` after each step (t in the layer's own time order).
         observe_steps: called as ``observe_steps(weights, t0, gates)`` with the gates of steps t0, t0 + 1, ...
-            as time-major blocks ``[n, B, H]``, in order (one step at a time unless ``fused``).
+            as time-major blocks ``[n, B, H]``, in order.
         track_states: make each initial state a leaf that requires grad, so gradients with respect to every
             state can be taken.
         graph_from: with ``track_states``, a unidirectional module runs its first ``graph_from`` steps (the
@@ -346,6 +349,7 @@ def run_layer(
             projected = w.project(seq)  # one matrix product for all steps instead of one per step
             # unbound once: indexing [:, t] per step makes each step's backward write a whole-sequence zero tensor
             steps = zip(seq.unbind(1), projected.unbind(1), strict=True)
+            pending: list[dict[str, torch.Tensor]] = []  # the gates of the steps not yet handed to observe_steps
             for t, (x_t, projected_t) in enumerate(steps):
                 if 0 < graph_from == t:  # the burn-in's last state becomes the graph's first node
                     state = _tracked(state)
@@ -355,7 +359,11 @@ def run_layer(
                 if observe is not None:
                     observe(w, t, gates)
                 if observe_steps is not None:
-                    observe_steps(w, t, {name: a.unsqueeze(0) for name, a in gates.items()})
+                    pending.append(gates)
+                    if len(pending) == STEP_BLOCK or t == seq.shape[1] - 1:
+                        block = {name: torch.stack([g[name] for g in pending]) for name in gates}
+                        observe_steps(w, t + 1 - len(pending), block)
+                        pending = []
             runs.append(run)
             outputs.append(run.outputs())
         layer_input = torch.cat(outputs, dim=-1)
