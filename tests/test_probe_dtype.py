@@ -47,8 +47,8 @@ def test_float32_model_is_probed_in_float32_when_every_lag_is_resolved() -> None
 
 
 def test_profile_below_float32s_floor_is_measured_again_in_float64() -> None:
-    # ρ = 0.08: 1.1 decades per step, 100 lags are 110 decades: below float32's floor (about 70 decades under
-    # the peak), not float64's (about 600)
+    # ρ = 0.08: 1.1 decades per step, 100 lags are 110 decades: below float32's floor (about 31 decades under
+    # gradients of order one), not float64's (about 290)
     model = reference.LinearRecurrence(6, 0.08).float()
     alone32 = _audit(model, dtype="float32", seq_len=100)
     assert not all(alone32.profile.resolved)  # the premise: float32 cannot resolve this profile
