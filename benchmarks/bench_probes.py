@@ -12,6 +12,9 @@ Cases (1 thread, float32):
   audit's burn-in + window at K = 256), a loss at the last step, one backward to every parameter, denormals
   flushed as the audit does; ``plain-window``: the same over the K + 1 window only;
 - ``preset-*``: ``gradhealth.audit`` with each preset, same model and K; ``probe-*``: each probe alone;
+- ``auto-quick`` / ``auto-standard``: the quick and standard presets at the audit's defaults (dtype auto, K = 100),
+  what a user gets without settings (against a tree whose auto dtype was float64, the before/after column is the
+  dtype decision's effect);
 - ``cell-K`` / ``unrolled-K``: ``nn.RNNCell(32, 64)`` and an ``Unrolled`` tanh step, lag profile at K = 256,
   1024, 4096 (linear in K: each 4x of K should cost at most 4.5x);
 - ``long-K``: ``nn.LSTM(32, 128)``, batch 4, lag profile at K = 1024 and K = 65,536 (``--long`` only: a few
@@ -27,6 +30,7 @@ Run::
     python benchmarks/bench_probes.py --quick                           # smoke run, tiny sizes
     python benchmarks/bench_probes.py --only cell- unrolled- --rounds 3 # a subset (case-name prefixes)
     python benchmarks/bench_probes.py --only import mem- --rounds 1     # peak memory: plain, probe, chunked
+    python benchmarks/bench_probes.py --only import plain preset- probe- --rounds 2  # peak memory per preset/probe
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def case_names(quick: bool, long: bool) -> list[str]:
     """Every case, in table order."""
     names = ["import", "plain", "plain-window", "preset-quick", "preset-standard", "preset-thorough"]
     names += [f"probe-{p}" for p in PROBES]
+    names += ["auto-quick", "auto-standard"]
     names += [f"{kind}-{k}" for kind in ("cell", "unrolled") for k in LADDER]
     names += list(MEMORY_CASES)
     if long:
@@ -116,6 +121,8 @@ def build_case(name: str, quick: bool) -> Callable[[], object]:
             lstm.zero_grad(set_to_none=True)
 
         return plain
+    if kind == "auto":  # what a user gets at the defaults: dtype auto, K = 100 (the default), batch 16
+        return lambda: gradhealth.audit(lstm, batch_size=batch, probes=arg, **({"seq_len": k} if quick else {}))
     probes: str | list[str] = arg if kind == "preset" else [arg]
     return lambda: gradhealth.audit(lstm, seq_len=k, batch_size=batch, dtype="float32", probes=probes)
 
@@ -204,8 +211,12 @@ def print_table(
         if base is not None and ("plain", tree) in mem:
             extra = {n: mem[n, tree] - base for n in ("plain", "preset-quick", "preset-standard") if (n, tree) in mem}
             print("   peak memory over import: " + ", ".join(f"{n} {v:.0f} MB" for n, v in extra.items()))
-            if extra.get("plain", 0) > 0:
+            if extra.get("plain", 0) > 0 and "preset-standard" in extra:
                 print(f"   standard / plain peak (over import): {extra['preset-standard'] / extra['plain']:.2f}x")
+            each = [n for n in names if n.startswith(("preset-", "probe-")) and (n, tree) in mem]
+            if extra.get("plain", 0) > 0 and each:
+                ratios = ", ".join(f"{n} {(mem[n, tree] - base) / extra['plain']:.2f}x" for n in each)
+                print(f"   peak over import / plain's: {ratios}")
         if base is not None and all((n, tree) in mem for n in MEMORY_CASES):
             over = ", ".join(f"{n.removeprefix('mem-')} {mem[n, tree] - base:.0f} MB" for n in MEMORY_CASES)
             print(f"   K = 8192 peak over import: {over}")
