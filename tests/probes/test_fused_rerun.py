@@ -58,7 +58,7 @@ def _reference(layer: RecurrentLayer, x: torch.Tensor) -> list[tuple[LayerWeight
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_fused_rerun_equals_the_step_loop(name: str, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_recurrent, "FUSED_BLOCK_ELEMENTS", block)
-    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)  # float64 and the GRU too
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda layer, x: True)  # float64 and the GRU too
     torch.manual_seed(0)
     module = MODULES[name]().double()
     x = torch.randn(2, 9, 3, dtype=torch.float64)
@@ -88,7 +88,7 @@ def test_fused_rerun_equals_the_step_loop(name: str, block: int, monkeypatch: py
 
 
 def test_fused_rerun_of_a_module_equals_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda layer, x: True)
     torch.manual_seed(1)
     lstm = nn.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2).double()  # time-major
     x = torch.randn(7, 2, 3, dtype=torch.float64)
@@ -100,9 +100,15 @@ def test_fused_rerun_of_a_module_equals_the_module(monkeypatch: pytest.MonkeyPat
 
 def test_fused_runs_where_it_was_measured_faster() -> None:
     x64, x32 = torch.zeros(1, 2, 3, dtype=torch.float64), torch.zeros(1, 2, 3)
-    assert _recurrent.fused_pays("RNN_TANH", x64) and _recurrent.fused_pays("RNN_RELU", x32)
-    assert not _recurrent.fused_pays("GRU", x32) and not _recurrent.fused_pays("LSTM", x64)
-    assert _recurrent.fused_pays("LSTM", x32) == torch.backends.mkldnn.is_available()
+
+    def pays(module: nn.Module, x: torch.Tensor) -> bool:
+        (layer,) = find_recurrent_layers(module)
+        return _recurrent.fused_pays(layer, x)
+
+    assert pays(nn.RNN(3, 4), x64) and pays(nn.RNN(3, 4, nonlinearity="relu"), x32)
+    assert not pays(nn.GRU(3, 4), x32) and not pays(nn.LSTM(3, 4), x64)
+    assert not pays(nn.LSTM(3, 4, proj_size=2), x32)  # oneDNN has no projection: a slow kernel and a warning
+    assert pays(nn.LSTM(3, 4), x32) == pays(nn.LSTMCell(3, 4), x32) == torch.backends.mkldnn.is_available()
 
 
 def test_fused_rerun_refuses_a_graph() -> None:
@@ -117,7 +123,7 @@ def test_fused_rerun_refuses_a_graph() -> None:
     ids=["lstm", "gru"],
 )
 def test_gates_probe_fused_equals_step_by_step(module: nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_recurrent, "fused_pays", lambda kind, x: True)
+    monkeypatch.setattr(_recurrent, "fused_pays", lambda layer, x: True)
     monkeypatch.setattr(_recurrent, "FUSED_BLOCK_ELEMENTS", 100)  # several blocks
     torch.manual_seed(2)
     ctx = probe_context(module, seq_len=12)

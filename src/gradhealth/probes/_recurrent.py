@@ -281,20 +281,22 @@ STEP_BLOCK = 64
 FUSED_BLOCK_ELEMENTS = 1 << 20
 
 
-def fused_pays(kind: str, x: torch.Tensor) -> bool:
-    """Whether a fused run of a ``kind`` layer on ``x`` is faster than the step-by-step one.
+def fused_pays(layer: RecurrentLayer, x: torch.Tensor) -> bool:
+    """Whether a fused run of ``layer`` on ``x`` is faster than the step-by-step one.
 
     Measured on a CPU (nn.RNN/LSTM/GRU(32, 256, 2 layers), 8 sequences, T = 513, 1 thread, fused over step time):
     vanilla RNNs need no rebuild at all (0.9x in float32 and float64); the LSTM's float32 kernel is oneDNN's, fast
     enough to pay for the rebuild's matrix product (0.85x), but its float64 kernel is a loop of the same small
-    products as the steps (1.6x); the GRU's kernel is such a loop in every dtype (1.4x). Elsewhere (CUDA) the
-    kernel replaces a dozen launches per step, so every kind runs fused there (not measured here)."""
+    products as the steps (1.6x), and so is its float32 kernel with a projection (oneDNN has none, and PyTorch warns
+    about it); the GRU's kernel is such a loop in every dtype (1.4x). Elsewhere (CUDA) the kernel replaces a dozen
+    launches per step, so every kind runs fused there (not measured here)."""
     if x.device.type != "cpu":
         return True
-    if kind in ("RNN_TANH", "RNN_RELU"):
+    if layer.kind in ("RNN_TANH", "RNN_RELU"):
         return True
     mkldnn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)  # type: ignore[no-untyped-call]
-    return kind == "LSTM" and x.dtype == torch.float32 and mkldnn
+    projected = bool(getattr(layer.module, "proj_size", 0))
+    return layer.kind == "LSTM" and x.dtype == torch.float32 and mkldnn and not projected
 
 
 def run_layer(
@@ -330,7 +332,7 @@ def run_layer(
     if fused:
         if track_states or observe is not None:
             raise ValueError("a fused run keeps no graph and observes blocks of steps: use observe_steps")
-        if fused_pays(layer.kind, x):
+        if fused_pays(layer, x):
             return _run_fused(layer, x, observe_steps)
     runs: list[LayerRun] = []
     weights = layer.weights()
