@@ -231,7 +231,7 @@ def _quantiles(norms: Array, ref: int) -> dict[str, list[float]]:
 
 def nanquantile_nearest(values: Array, level: float) -> Array:
     """``np.nanquantile(values, level, axis=0, method="nearest")``, the same numbers, vectorised over the columns
-    (numpy applies a Python function per column once any NaN is present). An all-NaN column gives NaN.
+    (numpy applies a Python function to each column). An all-NaN column gives NaN.
 
     The nearest-rank sample of a column with n non-NaN values is its sorted value number round((n - 1)·level),
     rounding halves to even as ``np.around`` does; ``np.sort`` puts NaN last, after the n values."""
