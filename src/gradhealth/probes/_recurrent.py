@@ -389,7 +389,7 @@ def _run_fused(layer: RecurrentLayer, x: torch.Tensor, observe_steps: StepsObser
                 initial = w.initial_state(seq.shape[1], seq)
                 runs.append(LayerRun(w, seq.transpose(0, 1), initial, states, hidden.transpose(0, 1)))
                 outputs.append(hidden.flip(0) if w.is_reverse else hidden)
-            layer_input = torch.cat(outputs, dim=-1)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
     return runs
 
 
