@@ -131,10 +131,67 @@ class LayerWeights:
         h_new = torch.relu(pre + rec) if self.kind == "RNN_RELU" else torch.tanh(pre + rec)
         return h_new, {"h": h_new}
 
+    def jacobian_columns(self, projected: torch.Tensor, state: State, q: torch.Tensor) -> torch.Tensor:
+        """J q: the step's Jacobian ∂s'/∂s at ``state`` applied to every column of ``q`` ``[B, n, k]``.
+
+        The state is flattened as :func:`flatten_state` lays it out (the LSTM's is ``[h | c]``), and
+        ``projected`` is :meth:`project` of the step's input. This is the forward-mode derivative of
+        :meth:`step_with_gates` written out: the gates are computed once at the B states, and the k columns go
+        through ONE product with W_hh (and one with W_hr for a projected LSTM) plus elementwise terms:
+
+        - RNN: dh' = φ'(a) (W_hh dh), with relu' = 1[h' > 0] (torch's convention) and tanh' = 1 - h'^2;
+        - LSTM: dc' = f' c + f dc + i' g + i g' (each gate' = its derivative times its block of W_hh dh);
+          dh' = W_hr (o' tanh c' + o (1 - tanh^2 c') dc');
+        - GRU: dr, dz = σ' (W_h{r,z} dh); dn = (1 - n^2)(dr (W_hn h + b_hn) + r W_hn dh);
+          dh' = dz (h - n) + (1 - z) dn + z dh.
+
+        Returns ``[B, n, k]``, a transposed view of a contiguous ``[B, k, n]`` tensor (column-major frames, the
+        layout LAPACK's QR works in).
+        """
+        h = self.output(state)
+        gates = self.step_with_gates(projected, state, projected)[1]
+        rows = q.transpose(1, 2)  # [B, k, n]: one row per sample and column
+        width = h.shape[-1]
+        dh = rows[..., :width]
+        d = F.linear(dh, self.w_hh)  # the only product of the step: every gate block at once, B * k rows
+        if self.kind == "LSTM":
+            d_i, d_f, d_g, d_o = d.chunk(4, dim=-1)
+            i, f, g, o, tanh_c = (gates[name].unsqueeze(1) for name in ("i", "f", "g", "o", "tanh_c"))
+            dc = rows[..., width:]
+            dc_new = _dsigmoid(f, d_f) * state[1].unsqueeze(1) + f * dc + _dsigmoid(i, d_i) * g + i * _dtanh(g, d_g)
+            dh_new = _dsigmoid(o, d_o) * tanh_c + o * _dtanh(tanh_c, dc_new)
+            if self.w_hr is not None:
+                dh_new = F.linear(dh_new, self.w_hr)
+            image = torch.cat([dh_new, dc_new], dim=-1)
+        elif self.kind == "GRU":
+            hidden = self.hidden_size
+            b_hn = None if self.b_hh is None else self.b_hh[2 * hidden :]
+            hn = F.linear(h, self.w_hh[2 * hidden :], b_hn).unsqueeze(1)
+            d_r, d_z, d_n = d.chunk(3, dim=-1)
+            r, z, n = (gates[name].unsqueeze(1) for name in ("r", "z", "n"))
+            dr, dz = _dsigmoid(r, d_r), _dsigmoid(z, d_z)
+            dn = _dtanh(n, dr * hn + r * d_n)
+            image = dz * (h.unsqueeze(1) - n) + (1 - z) * dn + z * dh
+        elif self.kind == "RNN_RELU":
+            image = d.masked_fill(gates["h"].unsqueeze(1) <= 0, 0)
+        else:
+            image = _dtanh(gates["h"].unsqueeze(1), d)
+        return image.transpose(1, 2)
+
     @staticmethod
     def output(state: State) -> torch.Tensor:
         """The hidden output h of a state."""
         return state[0] if isinstance(state, tuple) else state
+
+
+def _dsigmoid(y: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """The derivative of y = σ(x) along dx, from y."""
+    return dx * (1 - y) * y
+
+
+def _dtanh(y: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """The derivative of y = tanh(x) along dx, from y."""
+    return dx * (1 - y * y)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ recurrence W = ρQ every exponent is ln ρ; for a diagonal W they are the log-ma
 
 Each layer and direction of a stacked model has its own exponents (the Jacobian of the whole stack is block
 triangular, so its spectrum is the union of the layers'); ``top_exponent`` is the largest. Products J_t Q are
-forward-mode derivatives (one ``torch.func.jvp`` per column per step), never full Jacobians. The LSTM's state is
-the pair (h, c).
+directional derivatives, never full Jacobians: for the built-in cells (nn.RNN/LSTM/GRU and their *Cell) the
+cell's hand-written Jacobian applied to the k columns of every sample at once (one product with W_hh per step,
+``LayerWeights.jacobian_columns``); for a user's step function, forward-mode AD (``torch.func.jvp``). The LSTM's
+state is the pair (h, c).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import (
+    LayerRun,
     driven_runs,
     find_recurrent_layers,
     flatten_state,
@@ -36,7 +39,7 @@ from gradhealth.probes._recurrent import (
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
 
-__all__ = ["LayerExponents", "Lyapunov", "LyapunovResult", "lyapunov_exponents"]
+__all__ = ["LayerExponents", "Lyapunov", "LyapunovResult", "lyapunov_exponents", "run_exponents"]
 
 StepMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -86,14 +89,46 @@ def lyapunov_exponents(
     Returns:
         ``[k]`` exponents, largest first (float64); all NaN when the trajectory or its Jacobians are not finite.
     """
+
+    def image(t: int, q: torch.Tensor) -> torch.Tensor:
+        return _frame_image(step, inputs[:, t], states[:, t], q, is_rowwise=is_rowwise)
+
+    return _qr_exponents(image, inputs.shape[1], frame, burn_in)
+
+
+def run_exponents(run: LayerRun, frame: torch.Tensor, burn_in: int) -> torch.Tensor:
+    """Top-k exponents of one re-run layer and direction, like :func:`lyapunov_exponents`, with the cell's
+    hand-written Jacobian (:meth:`~gradhealth.probes._recurrent.LayerWeights.jacobian_columns`) in place of
+    forward-mode AD: the input projection is one product for the whole sequence, the states are the run's own,
+    and each step costs one product of W_hh with the k columns of every sample.
+
+    Args:
+        run: the layer's run (its inputs and the state after each step).
+        frame: ``[B, n, k]`` the initial orthonormal frame, n the flattened state's width.
+        burn_in: steps that only align the frame (not averaged).
+    """
+    w = run.weights
+    projected = w.project(run.inputs).unbind(1)
+    before = [run.initial, *run.states[:-1]]
+
+    def image(t: int, q: torch.Tensor) -> torch.Tensor:
+        return w.jacobian_columns(projected[t], before[t], q)
+
+    return _qr_exponents(image, len(before), frame, burn_in)
+
+
+def _qr_exponents(
+    image: Callable[[int, torch.Tensor], torch.Tensor], steps: int, frame: torch.Tensor, burn_in: int
+) -> torch.Tensor:
+    """The QR method over ``steps`` steps, ``image(t, q)`` being J_t q ``[B, n, k]``."""
     q = frame
     total = torch.zeros(frame.shape[-1], dtype=torch.float64)
     measured = 0
     with warnings.catch_warnings():
         # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
-        for t, (x_t, s) in enumerate(zip(inputs.unbind(1), states.unbind(1), strict=True)):
-            columns = _frame_image(step, x_t, s, q, is_rowwise=is_rowwise)
+        for t in range(steps):
+            columns = image(t, q)
             if not bool(torch.isfinite(columns).all()):
                 # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
                 return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
@@ -152,19 +187,11 @@ class Lyapunov(Probe):
                 for _, runs in found:
                     for run in runs:
                         w = run.weights
-                        like = run.initial
-
-                        def flat_step(x: torch.Tensor, s: torch.Tensor, w: Any = w, like: Any = like) -> torch.Tensor:
-                            shapes = [tuple(s.shape[:1]) + tuple(p.shape[1:]) for p in _parts(like)]
-                            return flatten_state(w.step(x, unflatten_state(s, shapes, like)))[0]
-
-                        before = [run.initial, *run.states[:-1]]
-                        states = torch.stack([flatten_state(s)[0] for s in before], dim=1)
+                        n = flatten_state(run.initial)[0].shape[-1]
                         direction = "backward" if w.is_reverse else "forward"
-                        entry = self._measure(
-                            ctx, w.name, direction, flat_step, run.inputs, states, burn_in, is_rowwise=True
-                        )
-                        layers.append(entry)
+                        frame, start = self._frame(ctx, w.name, direction, run.inputs, n, burn_in)
+                        exps = run_exponents(run, frame, start)
+                        layers.append(self._entry(w.name, direction, n, exps, run.inputs.shape[1], burn_in))
         tops = [entry.exponents[0] for entry in layers if entry.exponents]
         top = math.nan if any(math.isnan(t) for t in tops) else max(tops, default=None)
         timescale = _timescale(top)
@@ -202,16 +229,24 @@ class Lyapunov(Probe):
         inputs: torch.Tensor,
         states: torch.Tensor,
         burn_in: int,
-        *,
-        is_rowwise: bool = False,
     ) -> LayerExponents:
-        batch, _, n = states.shape
+        n = states.shape[-1]
+        frame, start = self._frame(ctx, layer, direction, states, n, burn_in)
+        exps = lyapunov_exponents(step, inputs, states, frame, start)
+        return self._entry(layer, direction, n, exps, inputs.shape[1], burn_in)
+
+    def _frame(
+        self, ctx: ProbeContext, layer: str, direction: str, like: torch.Tensor, n: int, burn_in: int
+    ) -> tuple[torch.Tensor, int]:
+        """The initial frame ``[B, n, k]`` (orthonormalised Gaussian, from the layer's own stream) and the
+        first measured step."""
         k = min(self.top_k or ctx.config.lyapunov_top_k, n)
-        gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=states)
-        frame = _qr(gaussian)[0]
-        start = min(burn_in, inputs.shape[1] - 1)
-        exps = lyapunov_exponents(step, inputs, states, frame, start, is_rowwise=is_rowwise)
-        return LayerExponents(layer, direction, n, exps.tolist(), inputs.shape[1] - min(burn_in, inputs.shape[1] - 1))
+        gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (like.shape[0], n, k), like=like)
+        return _qr(gaussian)[0], min(burn_in, like.shape[1] - 1)
+
+    @staticmethod
+    def _entry(layer: str, direction: str, n: int, exps: torch.Tensor, steps: int, burn_in: int) -> LayerExponents:
+        return LayerExponents(layer, direction, n, exps.tolist(), steps - min(burn_in, steps - 1))
 
     def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
         found = []
