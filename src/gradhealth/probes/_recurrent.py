@@ -131,67 +131,77 @@ class LayerWeights:
         h_new = torch.relu(pre + rec) if self.kind == "RNN_RELU" else torch.tanh(pre + rec)
         return h_new, {"h": h_new}
 
-    def jacobian_columns(self, projected: torch.Tensor, state: State, q: torch.Tensor) -> torch.Tensor:
-        """J q: the step's Jacobian ∂s'/∂s at ``state`` applied to every column of ``q`` ``[B, n, k]``.
+    def jacobian_factors(self, projected: torch.Tensor, state: State) -> dict[str, torch.Tensor]:
+        """The elementwise factors of the step's Jacobian at ``state``, for :meth:`jacobian_columns`.
 
-        The state is flattened as :func:`flatten_state` lays it out (the LSTM's is ``[h | c]``), and
-        ``projected`` is :meth:`project` of the step's input. This is the forward-mode derivative of
-        :meth:`step_with_gates` written out: the gates are computed once at the B states, and the k columns go
-        through ONE product with W_hh (and one with W_hr for a projected LSTM) plus elementwise terms:
+        ``projected`` is :meth:`project` of the step's input. Any leading dimensions: the factors of a block of
+        steps, given their states stacked, come from one product with W_hh for the whole block. The gates are
+        :meth:`step_with_gates`'s, and each factor is a derivative of the new state with respect to one gate
+        pre-activation (for the GRU's n gate, to W_hn h):
 
-        - RNN: dh' = φ'(a) (W_hh dh), with relu' = 1[h' > 0] (torch's convention) and tanh' = 1 - h'^2;
-        - LSTM: dc' = f' c + f dc + i' g + i g' (each gate' = its derivative times its block of W_hh dh);
-          dh' = W_hr (o' tanh c' + o (1 - tanh^2 c') dc');
-        - GRU: dr, dz = σ' (W_h{r,z} dh); dn = (1 - n^2)(dr (W_hn h + b_hn) + r W_hn dh);
-          dh' = dz (h - n) + (1 - z) dn + z dh.
+        - RNN: tanh' = 1 - h'^2, and relu' = 1[h' > 0] (torch's convention at 0);
+        - LSTM: ∂c'/∂ of i, f, g: i (1 - i) g, f (1 - f) c, i (1 - g^2); ∂(o tanh c')/∂ of o: o (1 - o) tanh c';
+          and ∂c'/∂c = f, ∂(o tanh c')/∂c' = o (1 - tanh^2 c');
+        - GRU: with s_n = (1 - z)(1 - n^2) = ∂h'/∂ of n: ∂h'/∂ of r: s_n (W_hn h + b_hn) r (1 - r), of z:
+          z (1 - z)(h - n), of W_hn h: s_n r; and ∂h'/∂h directly: z.
+        """
+        h = self.output(state)
+        gates = self.step_with_gates(projected, state, projected)[1]
+        if self.kind == "LSTM":
+            i, f, g, o, tanh_c = (gates[name] for name in ("i", "f", "g", "o", "tanh_c"))
+            slopes = torch.cat([i * (1 - i) * g, f * (1 - f) * state[1], i * (1 - g * g), o * (1 - o) * tanh_c], -1)
+            return {"slopes": slopes, "f": f, "c_to_h": o * (1 - tanh_c * tanh_c)}
+        if self.kind == "GRU":
+            hidden = self.hidden_size
+            b_hn = None if self.b_hh is None else self.b_hh[2 * hidden :]
+            hn = F.linear(h, self.w_hh[2 * hidden :], b_hn)
+            r, z, n = gates["r"], gates["z"], gates["n"]
+            n_slope = (1 - z) * (1 - n * n)
+            return {"slopes": torch.cat([n_slope * hn * r * (1 - r), z * (1 - z) * (h - n), n_slope * r], -1), "z": z}
+        if self.kind == "RNN_RELU":
+            return {"dead": gates["h"] <= 0}
+        return {"slopes": 1 - gates["h"] * gates["h"]}
+
+    def jacobian_columns(self, factors: dict[str, torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+        """J q: the step's Jacobian ∂s'/∂s applied to every column of ``q`` ``[B, n, k]``.
+
+        ``factors`` are :meth:`jacobian_factors` at the step (``[B, ...]``), and the state is flattened as
+        :func:`flatten_state` lays it out (the LSTM's is ``[h | c]``). This is the forward-mode derivative of
+        :meth:`step_with_gates` written out: the k columns of every sample go through ONE product with W_hh
+        (and one with W_hr for a projected LSTM), then each gate block is scaled by its factor:
+
+        - RNN: dh' = φ'(a) (W_hh dh);
+        - LSTM: dc' = ∂c'/∂(i, f, g) · (W_hh dh)_{i,f,g} + f dc;
+          dh' = W_hr (∂/∂o · (W_hh dh)_o + o (1 - tanh^2 c') dc');
+        - GRU: dh' = Σ_{r,z,n} ∂h'/∂ · (W_hh dh)_{r,z,n} + z dh.
 
         Returns ``[B, n, k]``, a transposed view of a contiguous ``[B, k, n]`` tensor (column-major frames, the
         layout LAPACK's QR works in).
         """
-        h = self.output(state)
-        gates = self.step_with_gates(projected, state, projected)[1]
         rows = q.transpose(1, 2)  # [B, k, n]: one row per sample and column
-        width = h.shape[-1]
+        width = self.output_size
         dh = rows[..., :width]
-        d = F.linear(dh, self.w_hh)  # the only product of the step: every gate block at once, B * k rows
+        d = F.linear(dh, self.w_hh)  # every gate block at once, B * k rows
         if self.kind == "LSTM":
-            d_i, d_f, d_g, d_o = d.chunk(4, dim=-1)
-            i, f, g, o, tanh_c = (gates[name].unsqueeze(1) for name in ("i", "f", "g", "o", "tanh_c"))
-            dc = rows[..., width:]
-            dc_new = _dsigmoid(f, d_f) * state[1].unsqueeze(1) + f * dc + _dsigmoid(i, d_i) * g + i * _dtanh(g, d_g)
-            dh_new = _dsigmoid(o, d_o) * tanh_c + o * _dtanh(tanh_c, dc_new)
+            from_i, from_f, from_g, from_o = (d * factors["slopes"].unsqueeze(1)).chunk(4, dim=-1)
+            dc_new = from_i + from_f + from_g + factors["f"].unsqueeze(1) * rows[..., width:]
+            dh_new = from_o + factors["c_to_h"].unsqueeze(1) * dc_new
             if self.w_hr is not None:
                 dh_new = F.linear(dh_new, self.w_hr)
             image = torch.cat([dh_new, dc_new], dim=-1)
         elif self.kind == "GRU":
-            hidden = self.hidden_size
-            b_hn = None if self.b_hh is None else self.b_hh[2 * hidden :]
-            hn = F.linear(h, self.w_hh[2 * hidden :], b_hn).unsqueeze(1)
-            d_r, d_z, d_n = d.chunk(3, dim=-1)
-            r, z, n = (gates[name].unsqueeze(1) for name in ("r", "z", "n"))
-            dr, dz = _dsigmoid(r, d_r), _dsigmoid(z, d_z)
-            dn = _dtanh(n, dr * hn + r * d_n)
-            image = dz * (h.unsqueeze(1) - n) + (1 - z) * dn + z * dh
+            from_r, from_z, from_n = (d * factors["slopes"].unsqueeze(1)).chunk(3, dim=-1)
+            image = from_r + from_z + from_n + factors["z"].unsqueeze(1) * dh
         elif self.kind == "RNN_RELU":
-            image = d.masked_fill(gates["h"].unsqueeze(1) <= 0, 0)
+            image = d.masked_fill(factors["dead"].unsqueeze(1), 0)
         else:
-            image = _dtanh(gates["h"].unsqueeze(1), d)
+            image = d * factors["slopes"].unsqueeze(1)
         return image.transpose(1, 2)
 
     @staticmethod
     def output(state: State) -> torch.Tensor:
         """The hidden output h of a state."""
         return state[0] if isinstance(state, tuple) else state
-
-
-def _dsigmoid(y: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """The derivative of y = σ(x) along dx, from y."""
-    return dx * (1 - y) * y
-
-
-def _dtanh(y: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """The derivative of y = tanh(x) along dx, from y."""
-    return dx * (1 - y * y)
 
 
 @dataclass(frozen=True)

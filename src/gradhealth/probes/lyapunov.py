@@ -108,13 +108,29 @@ def run_exponents(run: LayerRun, frame: torch.Tensor, burn_in: int) -> torch.Ten
         burn_in: steps that only align the frame (not averaged).
     """
     w = run.weights
-    projected = w.project(run.inputs).unbind(1)
     before = [run.initial, *run.states[:-1]]
+    projected = w.project(run.inputs.transpose(0, 1))  # [T, B, ...]: time-major, so each step's slice is contiguous
+    factors: dict[str, torch.Tensor] = {}
 
     def image(t: int, q: torch.Tensor) -> torch.Tensor:
-        return w.jacobian_columns(projected[t], before[t], q)
+        offset = t % _FACTOR_BLOCK
+        if offset == 0:  # the Jacobian factors of the next block of steps, from one product with W_hh
+            block = before[t : t + _FACTOR_BLOCK]
+            factors.update(w.jacobian_factors(projected[t : t + len(block)], _stacked(block)))
+        return w.jacobian_columns({name: f[offset] for name, f in factors.items()}, q)
 
     return _qr_exponents(image, len(before), frame, burn_in)
+
+
+#: steps whose Jacobian factors are formed together (fewer, larger products; memory bounded by the block).
+_FACTOR_BLOCK = 32
+
+
+def _stacked(states: list[Any]) -> Any:
+    """States of consecutive steps stacked along a new leading (time) dimension."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.stack(parts) for parts in zip(*states, strict=True))
+    return torch.stack(states)
 
 
 def _qr_exponents(
@@ -129,7 +145,7 @@ def _qr_exponents(
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
         for t in range(steps):
             columns = image(t, q)
-            if not bool(torch.isfinite(columns).all()):
+            if not _all_finite(columns):
                 # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
                 return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
             q, r = _qr(columns)
@@ -286,6 +302,12 @@ def _qr(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, r = torch.linalg.qr(columns.to(torch.float32))
         return q.to(columns.dtype), r
     return torch.linalg.qr(columns)
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """No NaN or Inf in ``values``. x * 0 is ±0 for finite x and NaN otherwise, and a sum with a NaN term is NaN:
+    exact in IEEE arithmetic, and several times faster than ``isfinite(...).all()``."""
+    return bool((values * 0).sum() == 0)
 
 
 def _step_at(step: StepMap, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
