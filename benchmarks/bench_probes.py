@@ -12,6 +12,9 @@ Cases (1 thread, float32):
   audit's burn-in + window at K = 256), a loss at the last step, one backward to every parameter, denormals
   flushed as the audit does; ``plain-window``: the same over the K + 1 window only;
 - ``preset-*``: ``gradhealth.audit`` with each preset, same model and K; ``probe-*``: each probe alone;
+- ``auto-quick`` / ``auto-standard``: the quick and standard presets at the audit's defaults (dtype auto, K = 100),
+  what a user gets without settings (against a tree whose auto dtype was float64, the before/after column is the
+  dtype decision's effect);
 - ``cell-K`` / ``unrolled-K``: ``nn.RNNCell(32, 64)`` and an ``Unrolled`` tanh step, lag profile at K = 256,
   1024, 4096 (linear in K: each 4x of K should cost at most 4.5x);
 - ``long-K``: ``nn.LSTM(32, 128)``, batch 4, lag profile at K = 1024 and K = 65,536 (``--long`` only: a few
@@ -54,6 +57,7 @@ def case_names(quick: bool, long: bool) -> list[str]:
     """Every case, in table order."""
     names = ["import", "plain", "plain-window", "preset-quick", "preset-standard", "preset-thorough"]
     names += [f"probe-{p}" for p in PROBES]
+    names += ["auto-quick", "auto-standard"]
     names += [f"{kind}-{k}" for kind in ("cell", "unrolled") for k in LADDER]
     names += list(MEMORY_CASES)
     if long:
@@ -116,6 +120,8 @@ def build_case(name: str, quick: bool) -> Callable[[], object]:
             lstm.zero_grad(set_to_none=True)
 
         return plain
+    if kind == "auto":  # what a user gets at the defaults: dtype auto, K = 100 (the default), batch 16
+        return lambda: gradhealth.audit(lstm, batch_size=batch, probes=arg, **({"seq_len": k} if quick else {}))
     probes: str | list[str] = arg if kind == "preset" else [arg]
     return lambda: gradhealth.audit(lstm, seq_len=k, batch_size=batch, dtype="float32", probes=probes)
 

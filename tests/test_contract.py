@@ -69,7 +69,19 @@ def test_every_adapter_family_is_audited_without_trace(table_model: tuple[str, A
     assert len(report.profile.g) == 13 and report.profile.g[0] == 1.0
     assert all(math.isfinite(v) for v in report.profile.grad_norm)
     assert report.model["parameters"] >= 0
-    assert report.config["dtype"] == "float64"
+    # auto follows the model and keeps float32 only when it resolved every lag
+    dtype, reason = report.config["dtype"], report.model["probe_dtype_reason"]
+    own = (
+        next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        if isinstance(model, nn.Module)
+        else None
+    )
+    if own == torch.float64:
+        assert (dtype, reason) == ("float64", "auto: the model's own dtype"), name
+    elif dtype == "float32":
+        assert all(report.profile.resolved) and reason.startswith("auto: the model"), (name, reason)
+    else:
+        assert dtype == "float64" and "measured again in float64" in reason, (name, reason)
 
 
 def test_bidirectional_table_models_get_two_directions(table_model: tuple[str, Any, dict[str, Any]]) -> None:
@@ -147,6 +159,6 @@ def test_same_arguments_give_bitwise_identical_reports() -> None:
 
 def test_user_model_dtype_and_device_untouched_by_float64_probe() -> None:
     model = nn.LSTM(3, 4)
-    report = gradhealth.audit(model, seq_len=5, batch_size=2, probes="quick")
+    report = gradhealth.audit(model, seq_len=5, batch_size=2, probes="quick", dtype="float64")
     assert report.config["dtype"] == "float64"
     assert all(p.dtype == torch.float32 for p in model.parameters())

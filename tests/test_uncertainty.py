@@ -248,7 +248,7 @@ def test_a_direct_path_does_not_hide_the_recurrent_memory() -> None:
                 out.append(x[:, t] + 1e-3 * h)
             return torch.stack(out, dim=1)
 
-    report = gradhealth.audit(SkipRecurrence(), seq_len=60, batch_size=8, probes="quick")
+    report = gradhealth.audit(SkipRecurrence(), seq_len=60, batch_size=8, probes="quick", dtype="float64")
     m = report.metrics
     assert m.horizon == 1.0  # normalised at lag 0: g(1) = 0.99e-3 / 1.001 < 1e-2
     assert m.recurrent_reference_lag == 1 and m.verdict_basis == "recurrent"

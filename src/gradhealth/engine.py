@@ -78,8 +78,9 @@ def audit(
         burn_in: steps before the probed window [K: lags measured in steady state].
         eps: horizon threshold ε; 1e-3 is always reported too [0.01].
         seed: seeds every random draw; same arguments give the same numbers, bit for bit on CPU [0].
-        dtype: probe dtype [float64 on CPU, falling back to float32 if the model fails in float64; float32
-            elsewhere].
+        dtype: probe dtype [auto: the model's own, float32 or float64 (half-precision models in float32); a float32
+            audit whose lag profile leaves a lag unresolved is measured again in float64; the report's
+            ``model["probe_dtype_reason"]`` says which and why].
         device: probe device [the model's own].
         probes: a preset (``quick``, ``standard``, ``thorough``) or probe names [``standard``].
         length_scan_lengths: sequence lengths of the ``length_scan`` probe [16, 32, ..., 4096].
@@ -236,16 +237,33 @@ def run_audit(
     with preserved_state(model), _cudnn_scope(device), torch.autograd.set_detect_anomaly(False):
         # an opaque callable runs as it is (it cannot be copied or put in eval mode): any randomness it draws
         # from the global CPU generator is seeded, so the same settings still give the same numbers
+        candidates, reason = _dtype_candidates(config, adapter, device)
         torch.default_generator.manual_seed(config.seed)
-        ctx, notes = _prepare(adapter, config, task, device)
-        notes += _flush_notes(device)
+        ctx, notes, reason = _prepare(adapter, config, task, device, candidates, reason)
+        flushing = _flush_notes(device)
         results: dict[str, Any] = {}
-        findings: list[Finding] = list(notes)
-        for probe in probe_list:
+        lag_probe, others = probe_list[0], probe_list[1:]
+        with _probe_errors(lag_probe.name, adapter):
+            results[lag_probe.name] = lag_probe.run(ctx)
+        shortfall = _float32_shortfall(results[lag_probe.name]) if len(candidates) > 1 else None
+        if shortfall is not None and ctx.dtype == torch.float32 and candidates[-1] == torch.float64:
+            # auto: float32 did not resolve every lag float64 may resolve; measure everything again in float64,
+            # from the same seeds, so the report equals a float64 audit
+            torch.default_generator.manual_seed(config.seed)
+            try:
+                ctx64, notes64, _ = _prepare(adapter, config, task, device, [torch.float64], reason)
+            except ModelCallError as exc:
+                reason += f"; {shortfall}, and the model failed in float64 ({exc}), so the float32 numbers stand"
+            else:
+                ctx, notes, reason = ctx64, notes64, f"auto: {shortfall}; measured again in float64"
+                with _probe_errors(lag_probe.name, adapter):
+                    results[lag_probe.name] = lag_probe.run(ctx)
+        findings: list[Finding] = [*notes, *flushing, *lag_probe.findings(results[lag_probe.name], ctx)]
+        for probe in others:
             with _probe_errors(probe.name, adapter):
                 results[probe.name] = probe.run(ctx)
                 findings.extend(probe.findings(results[probe.name], ctx))
-    report = _assemble(results, findings, skipped, ctx)
+    report = _assemble(results, findings, skipped, ctx, reason)
     report.inputs = inputs.info if inputs is not None else None
     report.findings = sort_findings(report.findings + plugins.extra_findings(report))
     return report
@@ -380,15 +398,72 @@ def _input_size(config: AuditConfig, adapter: Adapter) -> int:
     return known
 
 
-def _prepare(
-    adapter: Adapter, config: AuditConfig, task: Any, device: torch.device
-) -> tuple[ProbeContext, list[Finding]]:
-    """Make the probe copy in the probe dtype, check it runs, and fall back to float32 if float64 fails."""
-    input_size = _input_size(config, adapter)
+#: Floating dtypes the auto probe dtype follows as they are; lower precisions are probed in float32.
+_FOLLOWED = (torch.float32, torch.float64)
+
+
+def model_dtype(adapter: Adapter) -> torch.dtype | None:
+    """The model's own floating dtype: that of its first floating (or complex: its real counterpart) parameter or
+    buffer; ``None`` for a model without one (an opaque callable, a model of integer tensors only)."""
+    module = adapter.module
+    if module is None:
+        return None
+    for t in itertools.chain(module.parameters(), module.buffers()):
+        if t.is_complex():
+            return t.real.dtype
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def _dtype_candidates(config: AuditConfig, adapter: Adapter, device: torch.device) -> tuple[list[torch.dtype], str]:
+    """The probe dtypes to try, first the preferred, and why it is preferred.
+
+    Auto (``dtype=None``) follows the model: a float64 model is probed in float64, any other in float32, on every
+    device. With float32 first and float64 second, the engine measures everything again in float64 when the
+    float32 lag profile leaves a lag unresolved (below float32's floor, or not finite): a float32 report is kept
+    only when float64 could not have resolved more of it.
+    """
     if config.dtype is not None:
-        candidates = [getattr(torch, config.dtype)]
+        return [getattr(torch, config.dtype)], "requested"
+    own = model_dtype(adapter)
+    float64_ok = device.type in ("cpu", "cuda")
+    if own == torch.float64 and float64_ok:
+        return [torch.float64, torch.float32], "auto: the model's own dtype"
+    if own is None:
+        why = "auto: the model has no floating-point weights; float32, torch's default"
+    elif own == torch.float32:
+        why = "auto: the model's own dtype"
     else:
-        candidates = [torch.float64, torch.float32] if device.type == "cpu" else [torch.float32]
+        name = str(own).removeprefix("torch.")
+        why = f"auto: the model is {name}, probed in float32 (dtype='{name}' probes in its own precision)"
+    if not float64_ok:
+        return [torch.float32], why + f"; no float64 on {device.type}"
+    return [torch.float32, torch.float64], why + "; every lag resolved in float32"
+
+
+def _float32_shortfall(result: LagProfileResult) -> str | None:
+    """Why a float32 lag profile is not the float64 one up to rounding: lags it left unresolved; ``None`` if none."""
+    for d in result.directions:
+        resolved = d.profile.resolved
+        if not all(resolved):
+            where = f" ({d.name})" if len(result.directions) > 1 else ""
+            return f"float32 resolved {sum(resolved)} of the profile's {len(resolved)} lags{where}"
+    return None
+
+
+def _prepare(
+    adapter: Adapter,
+    config: AuditConfig,
+    task: Any,
+    device: torch.device,
+    candidates: list[torch.dtype],
+    reason: str,
+) -> tuple[ProbeContext, list[Finding], str]:
+    """Make the probe copy in the first candidate dtype that runs, and check it runs.
+
+    Returns the context, the engine's notes (GH901 when float64 failed) and why the dtype was chosen."""
+    input_size = _input_size(config, adapter)
     notes: list[Finding] = []
     for i, dtype in enumerate(candidates):
         copy = adapter.materialize(dtype, device)
@@ -403,9 +478,12 @@ def _prepare(
         except ModelCallError as exc:
             if i + 1 == len(candidates):
                 raise
-            notes = [make_finding("GH901", f"float64 failed ({exc}); probed in float32", probe="engine")]
+            name, fallback = str(dtype).removeprefix("torch."), str(candidates[i + 1]).removeprefix("torch.")
+            if dtype == torch.float64:
+                notes = [make_finding("GH901", f"float64 failed ({exc}); probed in float32", probe="engine")]
+            reason = f"auto: the model failed in {name} ({exc}); probed in {fallback}"
             continue
-        return ctx, notes
+        return ctx, notes, reason
     raise AssertionError("unreachable")
 
 
@@ -456,11 +534,14 @@ def _to_plain(result: Any) -> Any:
     return result
 
 
-def _assemble(results: dict[str, Any], findings: list[Finding], skipped: dict[str, str], ctx: ProbeContext) -> Report:
+def _assemble(
+    results: dict[str, Any], findings: list[Finding], skipped: dict[str, str], ctx: ProbeContext, dtype_reason: str
+) -> Report:
     lag: LagProfileResult = results.pop(LagProfile.name)
     primary = lag.directions[_primary(lag)]
     model_info = ctx.adapter.describe()
     model_info["probe_dtype"] = ctx.dtype_name
+    model_info["probe_dtype_reason"] = dtype_reason
     config = ctx.config.to_dict()
     config.update(dtype=ctx.dtype_name, device=str(ctx.device), input_size=ctx.input_size)
     return Report(

@@ -233,6 +233,8 @@ def format_report(report: Report) -> str:
         f"{k}={cfg[k]}" for k in ("seq_len", "batch_size", "task", "input_scale", "dtype", "device", "seed") if k in cfg
     )
     lines.append(f"settings: {settings}")
+    if model.get("probe_dtype_reason"):
+        lines.append(f"probe dtype: {model.get('probe_dtype')} ({model['probe_dtype_reason']})")
     if report.inputs is not None:
         lines.append(f"inputs: {format_inputs(report.inputs)}")
     return "\n".join(lines)

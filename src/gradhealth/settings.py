@@ -105,7 +105,8 @@ LOADING = "loading"  #: how the CLI loads or rebuilds a checkpoint's model
 OUTPUT = "output"  #: how the CLI runs and presents
 SESSION = "session"  #: the pytest session
 
-#: Probe dtype names; ``None`` (``auto``) is float64 on CPU where the model allows it, else float32.
+#: Probe dtype names; ``None`` (``auto``) follows the model (float32 or float64; half precision in float32) and
+#: measures a float32 audit again in float64 when float32 leaves a lag of the profile unresolved.
 DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 #: Named probe sets. Probes not registered (or not applicable to the model) are skipped.
@@ -378,7 +379,7 @@ TABLE: tuple[Setting, ...] = (
         "probe dtype: float64, float32, bfloat16, float16 or auto",
         _EVERY_FACE,
         AUDIT,
-        default_text="auto: float64 on CPU, float32 if the model fails in float64 or elsewhere",
+        default_text="auto: the model's own (float32 or float64), float64 where float32 leaves a lag unresolved",
     ),
     _setting(
         "device",

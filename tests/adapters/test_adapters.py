@@ -161,14 +161,23 @@ def test_input_size_mismatch_and_missing() -> None:
         quick(lambda x: x)
 
 
+class _CapturedFloat32(nn.Module):
+    """A float64 model (so auto probes it in float64) that multiplies by a captured float32 tensor: it cannot
+    run in float64, only in float32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+        self.weight = torch.randn(3, 3) * 0.3  # not a buffer: not cast with the module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x @ self.weight, dim=1) * self.scale.to(x.dtype)
+
+
 def test_float64_failure_falls_back_to_float32_with_a_finding() -> None:
-    weight = torch.randn(3, 3) * 0.3  # captured float32 tensor: the model cannot run in float64
-
-    def model(x: torch.Tensor) -> torch.Tensor:
-        return torch.cumsum(x @ weight, dim=1)
-
-    report = quick(model, input_size=3)
+    report = quick(_CapturedFloat32(), input_size=3)
     assert report.config["dtype"] == "float32"
+    assert report.model["probe_dtype_reason"].startswith("auto: the model failed in float64 (")
     assert any(f.code == "GH901" for f in report.findings)
 
 
@@ -188,7 +197,7 @@ def test_token_model_gradient_at_embedding_output() -> None:
         def forward(self, ids: torch.Tensor) -> torch.Tensor:
             return self.lin(self.embed(ids))
 
-    report = quick(Tokens(), seq_len=30)
+    report = quick(Tokens(), seq_len=30, dtype="float64")
     assert report.model["adapter"] == "token-ids" and report.model["vocab_size"] == 7
     assert report.metrics.decay_rate == pytest.approx(math.log(0.8), rel=1e-9)
     assert report.metrics.horizon == 21  # 0.8^20 = 0.0115 >= 1e-2 > 0.8^21

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.cli.conftest import FAST
+from tests.cli.conftest import FAST as _FAST
 from tests.probes.conftest import probe_context
 from torch import nn
 from typer.testing import Result
@@ -29,6 +29,9 @@ from gradhealth.report import Report
 Run = Callable[..., Result]
 SEQ_LEN, BATCH = 16, 4
 HERE = "tests.cli.test_checkpoint_patterns"
+
+#: the references below are float64 autograd: the audits are asked for float64 explicitly (auto follows the model)
+FAST = [*_FAST, "--dtype", "float64"]
 
 
 class GRUNet(nn.Module):
@@ -116,7 +119,7 @@ def test_lightning_checkpoint_built_from_its_hyper_parameters(run: Run, tmp_path
     report = _json(run("audit", path, *FAST, "--model", f"{HERE}:GRUNet", "--format", "json"))
     assert report.profile.grad_norm == pytest.approx(reference_profile(net), rel=1e-10, abs=0)
     assert report.model["hyper_parameters"] == ["hidden", "input_size", "lr"]
-    api = gradhealth.audit(net, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick")
+    api = gradhealth.audit(net, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick", dtype="float64")
     assert api.profile.grad_norm == pytest.approx(report.profile.grad_norm, rel=1e-10, abs=0)
     # --model-kwargs wins over the saved hyperparameters: a hidden size that does not fit the weights is refused
     bad = run("audit", path, *FAST, "--model", f"{HERE}:GRUNet", "--model-kwargs", '{"hidden": 5}')
@@ -163,7 +166,7 @@ def test_relu_rnn_state_dict_says_what_was_assumed(run: Run, tmp_path: Path) -> 
     path = tmp_path / "relu.pt"
     torch.save(rnn.state_dict(), path)
     expected = reference_profile(rnn)
-    live = gradhealth.audit(rnn, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick")
+    live = gradhealth.audit(rnn, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick", dtype="float64")
 
     assumed = _json(run("audit", path, *FAST, "--format", "json"))
     (finding,) = [f for f in assumed.findings if f.code == "GH903"]

@@ -25,7 +25,7 @@ transformers = pytest.importorskip("transformers")
 
 Run = Callable[..., Result]
 SEQ_LEN, BATCH = 6, 3
-FAST = ["--seq-len", str(SEQ_LEN), "--batch-size", str(BATCH), "--probes", "quick"]
+FAST = ["--seq-len", str(SEQ_LEN), "--batch-size", str(BATCH), "--probes", "quick", "--dtype", "float64"]
 
 
 def tiny_mamba() -> nn.Module:
@@ -81,7 +81,7 @@ def test_folder_audited_with_no_code_matches_autograd(run: Run, tmp_path: Path, 
     result = run("audit", folder, *FAST, "--format", "json")
     assert result.exit_code == 0, result.stderr
     from_cli = Report.from_json(result.stdout)
-    live = gradhealth.audit(model, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick")
+    live = gradhealth.audit(model, seq_len=SEQ_LEN, batch_size=BATCH, probes="quick", dtype="float64")
     for report in (from_cli, live):
         assert report.model["probe_dtype"] == "float64"
         assert report.model["adapter"] == "token-ids"

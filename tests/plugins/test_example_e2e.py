@@ -57,7 +57,7 @@ def test_disabled_by_distribution_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_gradhealth_audit_command_uses_its_builder_adapter_and_probe(tmp_path: Path) -> None:
     a = save_ssm(tmp_path / "ssm.pt", [0.9, 0.9, 0.9])
-    args = ["audit", str(tmp_path / "ssm.pt"), "--seq-len", "48", "--batch-size", "4"]
+    args = ["audit", str(tmp_path / "ssm.pt"), "--seq-len", "48", "--batch-size", "4", "--dtype", "float64"]
     result = CliRunner().invoke(build_app(), [*args, "--probes", "lag_profile,ssm_decay", "--format", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

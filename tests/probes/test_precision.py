@@ -233,7 +233,7 @@ def test_length_scan_reads_time_major_token_models_like_batch_first_ones() -> No
     batch_first = TokenGRU(True)
     time_major = TokenGRU(False)
     time_major.load_state_dict(batch_first.state_dict())
-    kwargs = {"seq_len": 8, "batch_size": 3, "probes": ["length_scan"]}
+    kwargs = {"seq_len": 8, "batch_size": 3, "probes": ["length_scan"], "dtype": "float64"}
     a = gradhealth.audit(batch_first, **kwargs).probes["length_scan"]  # type: ignore[arg-type]
     b = gradhealth.audit(time_major, layout=gradhealth.Layout(batch_first=False), **kwargs).probes["length_scan"]  # type: ignore[arg-type]
     assert a["growth_rate"] < -0.05
