@@ -131,13 +131,23 @@ class LayerWeights:
         h_new = torch.relu(pre + rec) if self.kind == "RNN_RELU" else torch.tanh(pre + rec)
         return h_new, {"h": h_new}
 
-    def jacobian_factors(self, projected: torch.Tensor, state: State) -> dict[str, torch.Tensor]:
-        """The elementwise factors of the step's Jacobian at ``state``, for :meth:`jacobian_columns`.
+    def state_from_gates(self, state: State, gates: dict[str, torch.Tensor]) -> State:
+        """The state after a step, from the state before it and that step's gates (:meth:`step_with_gates`):
+        the same expressions on the same tensors, so the same numbers. With it an observer of :func:`run_layer`
+        follows the trajectory without storing it or running the step again."""
+        if self.kind == "LSTM":
+            c = gates["f"] * state[1] + gates["i"] * gates["g"]
+            h = gates["o"] * gates["tanh_c"]
+            return (F.linear(h, self.w_hr) if self.w_hr is not None else h, c)
+        if self.kind == "GRU":
+            return (1 - gates["z"]) * gates["n"] + gates["z"] * state
+        return gates["h"]
 
-        ``projected`` is :meth:`project` of the step's input. Any leading dimensions: the factors of a block of
-        steps, given their states stacked, come from one product with W_hh for the whole block. The gates are
-        :meth:`step_with_gates`'s, and each factor is a derivative of the new state with respect to one gate
-        pre-activation (for the GRU's n gate, to W_hn h):
+    def jacobian_factors(self, state: State, gates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The elementwise factors of a step's Jacobian, for :meth:`jacobian_columns`.
+
+        ``state`` is the state before the step and ``gates`` the step's (:meth:`step_with_gates`). Each factor is
+        a derivative of the new state with respect to one gate pre-activation (for the GRU's n gate, to W_hn h):
 
         - RNN: tanh' = 1 - h'^2, and relu' = 1[h' > 0] (torch's convention at 0);
         - LSTM: ∂c'/∂ of i, f, g: i (1 - i) g, f (1 - f) c, i (1 - g^2); ∂(o tanh c')/∂ of o: o (1 - o) tanh c';
@@ -145,8 +155,6 @@ class LayerWeights:
         - GRU: with s_n = (1 - z)(1 - n^2) = ∂h'/∂ of n: ∂h'/∂ of r: s_n (W_hn h + b_hn) r (1 - r), of z:
           z (1 - z)(h - n), of W_hn h: s_n r; and ∂h'/∂h directly: z.
         """
-        h = self.output(state)
-        gates = self.step_with_gates(projected, state, projected)[1]
         if self.kind == "LSTM":
             i, f, g, o, tanh_c = (gates[name] for name in ("i", "f", "g", "o", "tanh_c"))
             slopes = torch.cat([i * (1 - i) * g, f * (1 - f) * state[1], i * (1 - g * g), o * (1 - o) * tanh_c], -1)
@@ -154,10 +162,11 @@ class LayerWeights:
         if self.kind == "GRU":
             hidden = self.hidden_size
             b_hn = None if self.b_hh is None else self.b_hh[2 * hidden :]
-            hn = F.linear(h, self.w_hh[2 * hidden :], b_hn)
+            hn = F.linear(state, self.w_hh[2 * hidden :], b_hn)
             r, z, n = gates["r"], gates["z"], gates["n"]
             n_slope = (1 - z) * (1 - n * n)
-            return {"slopes": torch.cat([n_slope * hn * r * (1 - r), z * (1 - z) * (h - n), n_slope * r], -1), "z": z}
+            slopes = torch.cat([n_slope * hn * r * (1 - r), z * (1 - z) * (state - n), n_slope * r], -1)
+            return {"slopes": slopes, "z": z}
         if self.kind == "RNN_RELU":
             return {"dead": gates["h"] <= 0}
         return {"slopes": 1 - gates["h"] * gates["h"]}

@@ -9,9 +9,10 @@ recurrence W = ρQ every exponent is ln ρ; for a diagonal W they are the log-ma
 Each layer and direction of a stacked model has its own exponents (the Jacobian of the whole stack is block
 triangular, so its spectrum is the union of the layers'); ``top_exponent`` is the largest. Products J_t Q are
 directional derivatives, never full Jacobians: for the built-in cells (nn.RNN/LSTM/GRU and their *Cell) the
-cell's hand-written Jacobian applied to the k columns of every sample at once (one product with W_hh per step,
-``LayerWeights.jacobian_columns``); for a user's step function, forward-mode AD (``torch.func.jvp``). The LSTM's
-state is the pair (h, c).
+cell's hand-written Jacobian, formed from each step's gates while the layer is re-run (``driven_runs``' observer,
+so the trajectory is computed once) and applied to the k columns of every sample at once (one product with W_hh
+per step: ``LayerWeights.jacobian_factors`` and ``jacobian_columns``); for a user's step function, forward-mode AD
+(``torch.func.jvp``). The LSTM's state is the pair (h, c).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import (
-    LayerRun,
+    LayerWeights,
+    State,
     driven_runs,
     find_recurrent_layers,
     flatten_state,
@@ -39,7 +41,7 @@ from gradhealth.probes._recurrent import (
 from gradhealth.probes.base import Probe, ProbeContext, input_gradients_only
 from gradhealth.report import Finding
 
-__all__ = ["LayerExponents", "Lyapunov", "LyapunovResult", "lyapunov_exponents", "run_exponents"]
+__all__ = ["LayerExponents", "Lyapunov", "LyapunovResult", "lyapunov_exponents"]
 
 StepMap = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -90,71 +92,74 @@ def lyapunov_exponents(
         ``[k]`` exponents, largest first (float64); all NaN when the trajectory or its Jacobians are not finite.
     """
 
-    def image(t: int, q: torch.Tensor) -> torch.Tensor:
-        return _frame_image(step, inputs[:, t], states[:, t], q, is_rowwise=is_rowwise)
-
-    return _qr_exponents(image, inputs.shape[1], frame, burn_in)
-
-
-def run_exponents(run: LayerRun, frame: torch.Tensor, burn_in: int) -> torch.Tensor:
-    """Top-k exponents of one re-run layer and direction, like :func:`lyapunov_exponents`, with the cell's
-    hand-written Jacobian (:meth:`~gradhealth.probes._recurrent.LayerWeights.jacobian_columns`) in place of
-    forward-mode AD: the input projection is one product for the whole sequence, the states are the run's own,
-    and each step costs one product of W_hh with the k columns of every sample.
-
-    Args:
-        run: the layer's run (its inputs and the state after each step).
-        frame: ``[B, n, k]`` the initial orthonormal frame, n the flattened state's width.
-        burn_in: steps that only align the frame (not averaged).
-    """
-    w = run.weights
-    before = [run.initial, *run.states[:-1]]
-    projected = w.project(run.inputs.transpose(0, 1))  # [T, B, ...]: time-major, so each step's slice is contiguous
-    factors: dict[str, torch.Tensor] = {}
-
-    def image(t: int, q: torch.Tensor) -> torch.Tensor:
-        offset = t % _FACTOR_BLOCK
-        if offset == 0:  # the Jacobian factors of the next block of steps, from one product with W_hh
-            block = before[t : t + _FACTOR_BLOCK]
-            factors.update(w.jacobian_factors(projected[t : t + len(block)], _stacked(block)))
-        return w.jacobian_columns({name: f[offset] for name, f in factors.items()}, q)
-
-    return _qr_exponents(image, len(before), frame, burn_in)
-
-
-#: steps whose Jacobian factors are formed together (fewer, larger products; memory bounded by the block).
-_FACTOR_BLOCK = 32
-
-
-def _stacked(states: list[Any]) -> Any:
-    """States of consecutive steps stacked along a new leading (time) dimension."""
-    if isinstance(states[0], tuple):
-        return tuple(torch.stack(parts) for parts in zip(*states, strict=True))
-    return torch.stack(states)
-
-
-def _qr_exponents(
-    image: Callable[[int, torch.Tensor], torch.Tensor], steps: int, frame: torch.Tensor, burn_in: int
-) -> torch.Tensor:
-    """The QR method over ``steps`` steps, ``image(t, q)`` being J_t q ``[B, n, k]``."""
-    q = frame
-    total = torch.zeros(frame.shape[-1], dtype=torch.float64)
-    measured = 0
+    iteration = _QRIteration(frame)
     with warnings.catch_warnings():
         # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
-        for t in range(steps):
-            columns = image(t, q)
-            if not _all_finite(columns):
-                # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
-                return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
-            q, r = _qr(columns)
-            if t >= burn_in:
-                diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
-                total += torch.log(diag).mean(0).cpu()
-                measured += 1
-    exps = total / max(1, measured)
-    return exps.sort(descending=True).values
+        for x_t, s in zip(inputs.unbind(1), states.unbind(1), strict=True):
+            if iteration.failed:
+                break
+            iteration.advance(_frame_image(step, x_t, s, iteration.q, is_rowwise=is_rowwise))
+    return iteration.exponents(burn_in)
+
+
+class _QRIteration:
+    """The QR method one step at a time: J_t Q_{t-1} = Q_t R_t, keeping each step's batch mean of ln|R_t[i, i]|."""
+
+    def __init__(self, frame: torch.Tensor) -> None:
+        self.q = frame
+        self.logs: list[torch.Tensor] = []
+        self.failed = False
+
+    def advance(self, columns: torch.Tensor) -> None:
+        """One step, ``columns`` being J_t Q_{t-1} ``[B, n, k]``."""
+        if self.failed:
+            return
+        if not _all_finite(columns):
+            # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
+            self.failed = True
+            return
+        self.q, r = _qr(columns)
+        diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
+        self.logs.append(torch.log(diag).mean(0))
+
+    def exponents(self, burn_in: int) -> torch.Tensor:
+        """``[k]`` exponents, largest first (float64): the mean over the steps after ``burn_in``; all NaN after a
+        non-finite step."""
+        if self.failed:
+            return torch.full((self.q.shape[-1],), math.nan, dtype=torch.float64)
+        total = torch.zeros(self.q.shape[-1], dtype=torch.float64)
+        for log in self.logs[burn_in:]:
+            total += log.cpu()
+        return (total / max(1, len(self.logs[burn_in:]))).sort(descending=True).values
+
+
+class _Follower:
+    """The QR iteration of one built-in layer and direction, fed by :func:`driven_runs`'s observer as the layer
+    is re-run: the state is followed from each step's gates (``LayerWeights.state_from_gates``), and J_t Q is the
+    cell's hand-written Jacobian (``LayerWeights.jacobian_factors`` from the same gates, then
+    ``LayerWeights.jacobian_columns``: one product of W_hh with the k columns of every sample). The trajectory is
+    computed once, and nothing is stored per step but k numbers."""
+
+    def __init__(self, weights: LayerWeights, state: State, frame: torch.Tensor) -> None:
+        self.weights = weights
+        self.state = state  # the state before the next step
+        self.iteration = _QRIteration(frame)
+        self.steps = 0
+
+    def advance(self, gates: dict[str, torch.Tensor]) -> None:
+        """One step of the layer, given its gates."""
+        w = self.weights
+        if not self.iteration.failed:
+            self.iteration.advance(w.jacobian_columns(w.jacobian_factors(self.state, gates), self.iteration.q))
+        self.state = w.state_from_gates(self.state, gates)
+        self.steps += 1
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """No NaN or Inf in ``values``. x * 0 is ±0 for finite x and NaN otherwise, and a sum with a NaN term is NaN:
+    exact in IEEE arithmetic, and several times faster than ``isfinite(...).all()``."""
+    return bool((values * 0).sum() == 0)
 
 
 def _frame_image(step: StepMap, x: torch.Tensor, s: torch.Tensor, q: torch.Tensor, *, is_rowwise: bool) -> torch.Tensor:
@@ -199,15 +204,27 @@ class Lyapunov(Probe):
             if unrolled_model(ctx.adapter) is not None:
                 layers, notes = self._unrolled(ctx, burn_in)
             else:
-                found, notes = driven_runs(ctx, self.name)
+                followers: dict[str, _Follower] = {}
+
+                def observe(w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
+                    if t == 0:
+                        like = next(iter(gates.values()))
+                        state = w.initial_state(like.shape[0], like)
+                        n = flatten_state(state)[0].shape[-1]
+                        frame = self._frame(ctx, w.name, _direction(w), like.shape[0], n, like)
+                        followers[w.name] = _Follower(w, state, frame)
+                    followers[w.name].advance(gates)
+
+                found, notes = driven_runs(ctx, self.name, observe=observe)
                 for _, runs in found:
                     for run in runs:
                         w = run.weights
+                        follower = followers[w.name]
+                        assert follower.steps == len(run.states)
+                        start = min(burn_in, follower.steps - 1)
+                        exps = follower.iteration.exponents(start)
                         n = flatten_state(run.initial)[0].shape[-1]
-                        direction = "backward" if w.is_reverse else "forward"
-                        frame, start = self._frame(ctx, w.name, direction, run.inputs, n, burn_in)
-                        exps = run_exponents(run, frame, start)
-                        layers.append(self._entry(w.name, direction, n, exps, run.inputs.shape[1], burn_in))
+                        layers.append(LayerExponents(w.name, _direction(w), n, exps.tolist(), follower.steps - start))
         tops = [entry.exponents[0] for entry in layers if entry.exponents]
         top = math.nan if any(math.isnan(t) for t in tops) else max(tops, default=None)
         timescale = _timescale(top)
@@ -246,23 +263,18 @@ class Lyapunov(Probe):
         states: torch.Tensor,
         burn_in: int,
     ) -> LayerExponents:
-        n = states.shape[-1]
-        frame, start = self._frame(ctx, layer, direction, states, n, burn_in)
+        batch, steps, n = states.shape
+        frame = self._frame(ctx, layer, direction, batch, n, states)
+        start = min(burn_in, steps - 1)
         exps = lyapunov_exponents(step, inputs, states, frame, start)
-        return self._entry(layer, direction, n, exps, inputs.shape[1], burn_in)
+        return LayerExponents(layer, direction, n, exps.tolist(), steps - start)
 
     def _frame(
-        self, ctx: ProbeContext, layer: str, direction: str, like: torch.Tensor, n: int, burn_in: int
-    ) -> tuple[torch.Tensor, int]:
-        """The initial frame ``[B, n, k]`` (orthonormalised Gaussian, from the layer's own stream) and the
-        first measured step."""
+        self, ctx: ProbeContext, layer: str, direction: str, batch: int, n: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """The initial frame ``[B, n, k]``: an orthonormalised Gaussian from the layer's own random stream."""
         k = min(self.top_k or ctx.config.lyapunov_top_k, n)
-        gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (like.shape[0], n, k), like=like)
-        return _qr(gaussian)[0], min(burn_in, like.shape[1] - 1)
-
-    @staticmethod
-    def _entry(layer: str, direction: str, n: int, exps: torch.Tensor, steps: int, burn_in: int) -> LayerExponents:
-        return LayerExponents(layer, direction, n, exps.tolist(), steps - min(burn_in, steps - 1))
+        return _qr(ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=like))[0]
 
     def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
         found = []
@@ -284,6 +296,10 @@ class Lyapunov(Probe):
         return found
 
 
+def _direction(w: LayerWeights) -> str:
+    return "backward" if w.is_reverse else "forward"
+
+
 def _timescale(top: float | None) -> float | None:
     if top is None or math.isnan(top):
         return None if top is None else math.nan
@@ -302,12 +318,6 @@ def _qr(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, r = torch.linalg.qr(columns.to(torch.float32))
         return q.to(columns.dtype), r
     return torch.linalg.qr(columns)
-
-
-def _all_finite(values: torch.Tensor) -> bool:
-    """No NaN or Inf in ``values``. x * 0 is ±0 for finite x and NaN otherwise, and a sum with a NaN term is NaN:
-    exact in IEEE arithmetic, and several times faster than ``isfinite(...).all()``."""
-    return bool((values * 0).sum() == 0)
 
 
 def _step_at(step: StepMap, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
