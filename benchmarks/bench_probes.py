@@ -30,6 +30,7 @@ Run::
     python benchmarks/bench_probes.py --quick                           # smoke run, tiny sizes
     python benchmarks/bench_probes.py --only cell- unrolled- --rounds 3 # a subset (case-name prefixes)
     python benchmarks/bench_probes.py --only import mem- --rounds 1     # peak memory: plain, probe, chunked
+    python benchmarks/bench_probes.py --only import plain preset- probe- --rounds 2  # peak memory per preset/probe
 """
 
 from __future__ import annotations
@@ -210,8 +211,12 @@ def print_table(
         if base is not None and ("plain", tree) in mem:
             extra = {n: mem[n, tree] - base for n in ("plain", "preset-quick", "preset-standard") if (n, tree) in mem}
             print("   peak memory over import: " + ", ".join(f"{n} {v:.0f} MB" for n, v in extra.items()))
-            if extra.get("plain", 0) > 0:
+            if extra.get("plain", 0) > 0 and "preset-standard" in extra:
                 print(f"   standard / plain peak (over import): {extra['preset-standard'] / extra['plain']:.2f}x")
+            each = [n for n in names if n.startswith(("preset-", "probe-")) and (n, tree) in mem]
+            if extra.get("plain", 0) > 0 and each:
+                ratios = ", ".join(f"{n} {(mem[n, tree] - base) / extra['plain']:.2f}x" for n in each)
+                print(f"   peak over import / plain's: {ratios}")
         if base is not None and all((n, tree) in mem for n in MEMORY_CASES):
             over = ", ".join(f"{n.removeprefix('mem-')} {mem[n, tree] - base:.0f} MB" for n in MEMORY_CASES)
             print(f"   K = 8192 peak over import: {over}")

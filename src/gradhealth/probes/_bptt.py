@@ -104,9 +104,14 @@ class SavedDenormals(torch.autograd.graph.saved_tensors_hooks):
         super().__init__(self._pack, lambda saved: saved)
 
     def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        if tensor.dtype in self._LIMITS and tensor.device.type == "cpu" and tensor.numel():
-            self._pending.append(tensor)
-        return tensor
+        # A detached alias (same storage, no copy): the pack hook gets a saved OUTPUT with its grad_fn, and
+        # keeping that tensor would make a cycle output -> grad_fn -> saved variable -> output through C++
+        # that Python's gc cannot see, so a graph kept for several backward passes (retain_graph=True) was
+        # never freed, with every activation of the forward pass. Autograd re-attaches the grad_fn on unpack.
+        saved = tensor.detach()
+        if saved.dtype in self._LIMITS and saved.device.type == "cpu" and saved.numel():
+            self._pending.append(saved)
+        return saved
 
     @property
     def found(self) -> bool:
