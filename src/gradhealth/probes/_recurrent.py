@@ -138,6 +138,82 @@ class LayerWeights:
         h_new = torch.relu(pre + rec) if self.kind == "RNN_RELU" else torch.tanh(pre + rec)
         return h_new, {"h": h_new}
 
+    def state_from_gates(self, state: State, gates: dict[str, torch.Tensor]) -> State:
+        """The state after a step, from the state before it and that step's gates (:meth:`step_with_gates`):
+        the same expressions on the same tensors, so the same numbers. With it an observer of :func:`run_layer`
+        follows the trajectory without storing it or running the step again."""
+        if self.kind == "LSTM":
+            c = gates["f"] * state[1] + gates["i"] * gates["g"]
+            h = gates["o"] * gates["tanh_c"]
+            return (F.linear(h, self.w_hr) if self.w_hr is not None else h, c)
+        if self.kind == "GRU":
+            return (1 - gates["z"]) * gates["n"] + gates["z"] * state
+        return gates["h"]
+
+    def jacobian_factors(self, state: State, gates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The elementwise factors of a step's Jacobian, for :meth:`jacobian_columns`.
+
+        ``state`` is the state before the step and ``gates`` the step's (:meth:`step_with_gates`). Each factor is
+        a derivative of the new state with respect to one gate pre-activation (for the GRU's n gate, to W_hn h):
+
+        - RNN: tanh' = 1 - h'^2, and relu' = 1[h' > 0] (torch's convention at 0);
+        - LSTM: ∂c'/∂ of i, f, g: i (1 - i) g, f (1 - f) c, i (1 - g^2); ∂(o tanh c')/∂ of o: o (1 - o) tanh c';
+          and ∂c'/∂c = f, ∂(o tanh c')/∂c' = o (1 - tanh^2 c');
+        - GRU: with s_n = (1 - z)(1 - n^2) = ∂h'/∂ of n: ∂h'/∂ of r: s_n (W_hn h + b_hn) r (1 - r), of z:
+          z (1 - z)(h - n), of W_hn h: s_n r; and ∂h'/∂h directly: z.
+        """
+        if self.kind == "LSTM":
+            i, f, g, o, tanh_c = (gates[name] for name in ("i", "f", "g", "o", "tanh_c"))
+            slopes = torch.cat([i * (1 - i) * g, f * (1 - f) * state[1], i * (1 - g * g), o * (1 - o) * tanh_c], -1)
+            return {"slopes": slopes, "f": f, "c_to_h": o * (1 - tanh_c * tanh_c)}
+        if self.kind == "GRU":
+            hidden = self.hidden_size
+            b_hn = None if self.b_hh is None else self.b_hh[2 * hidden :]
+            hn = F.linear(state, self.w_hh[2 * hidden :], b_hn)
+            r, z, n = gates["r"], gates["z"], gates["n"]
+            n_slope = (1 - z) * (1 - n * n)
+            slopes = torch.cat([n_slope * hn * r * (1 - r), z * (1 - z) * (state - n), n_slope * r], -1)
+            return {"slopes": slopes, "z": z}
+        if self.kind == "RNN_RELU":
+            return {"dead": gates["h"] <= 0}
+        return {"slopes": 1 - gates["h"] * gates["h"]}
+
+    def jacobian_columns(self, factors: dict[str, torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+        """J q: the step's Jacobian ∂s'/∂s applied to every column of ``q`` ``[B, n, k]``.
+
+        ``factors`` are :meth:`jacobian_factors` at the step (``[B, ...]``), and the state is flattened as
+        :func:`flatten_state` lays it out (the LSTM's is ``[h | c]``). This is the forward-mode derivative of
+        :meth:`step_with_gates` written out: the k columns of every sample go through ONE product with W_hh
+        (and one with W_hr for a projected LSTM), then each gate block is scaled by its factor:
+
+        - RNN: dh' = φ'(a) (W_hh dh);
+        - LSTM: dc' = ∂c'/∂(i, f, g) · (W_hh dh)_{i,f,g} + f dc;
+          dh' = W_hr (∂/∂o · (W_hh dh)_o + o (1 - tanh^2 c') dc');
+        - GRU: dh' = Σ_{r,z,n} ∂h'/∂ · (W_hh dh)_{r,z,n} + z dh.
+
+        Returns ``[B, n, k]``, a transposed view of a contiguous ``[B, k, n]`` tensor (column-major frames, the
+        layout LAPACK's QR works in).
+        """
+        rows = q.transpose(1, 2)  # [B, k, n]: one row per sample and column
+        width = self.output_size
+        dh = rows[..., :width]
+        d = F.linear(dh, self.w_hh)  # every gate block at once, B * k rows
+        if self.kind == "LSTM":
+            from_i, from_f, from_g, from_o = (d * factors["slopes"].unsqueeze(1)).chunk(4, dim=-1)
+            dc_new = from_i + from_f + from_g + factors["f"].unsqueeze(1) * rows[..., width:]
+            dh_new = from_o + factors["c_to_h"].unsqueeze(1) * dc_new
+            if self.w_hr is not None:
+                dh_new = F.linear(dh_new, self.w_hr)
+            image = torch.cat([dh_new, dc_new], dim=-1)
+        elif self.kind == "GRU":
+            from_r, from_z, from_n = (d * factors["slopes"].unsqueeze(1)).chunk(3, dim=-1)
+            image = from_r + from_z + from_n + factors["z"].unsqueeze(1) * dh
+        elif self.kind == "RNN_RELU":
+            image = d.masked_fill(factors["dead"].unsqueeze(1), 0)
+        else:
+            image = d * factors["slopes"].unsqueeze(1)
+        return image.transpose(1, 2)
+
     @staticmethod
     def output(state: State) -> torch.Tensor:
         """The hidden output h of a state."""

@@ -8,8 +8,11 @@ recurrence W = ρQ every exponent is ln ρ; for a diagonal W they are the log-ma
 
 Each layer and direction of a stacked model has its own exponents (the Jacobian of the whole stack is block
 triangular, so its spectrum is the union of the layers'); ``top_exponent`` is the largest. Products J_t Q are
-forward-mode derivatives (one ``torch.func.jvp`` per column per step), never full Jacobians. The LSTM's state is
-the pair (h, c).
+directional derivatives, never full Jacobians: for the built-in cells (nn.RNN/LSTM/GRU and their *Cell) the
+cell's hand-written Jacobian, formed from each step's gates while the layer is re-run (``driven_runs``' observer,
+so the trajectory is computed once) and applied to the k columns of every sample at once (one product with W_hh
+per step: ``LayerWeights.jacobian_factors`` and ``jacobian_columns``); for a user's step function, forward-mode AD
+(``torch.func.jvp``). The LSTM's state is the pair (h, c).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from gradhealth.adapters import Adapter
 from gradhealth.findings import make_finding
 from gradhealth.formatting import format_number
 from gradhealth.probes._recurrent import (
+    LayerWeights,
+    State,
     driven_runs,
     find_recurrent_layers,
     flatten_state,
@@ -86,24 +91,75 @@ def lyapunov_exponents(
     Returns:
         ``[k]`` exponents, largest first (float64); all NaN when the trajectory or its Jacobians are not finite.
     """
-    q = frame
-    total = torch.zeros(frame.shape[-1], dtype=torch.float64)
-    measured = 0
+
+    iteration = _QRIteration(frame)
     with warnings.catch_warnings():
         # torch loads its forward-AD decompositions through torch.jit.script on first use: not the user's concern
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.script`", category=DeprecationWarning)
-        for t, (x_t, s) in enumerate(zip(inputs.unbind(1), states.unbind(1), strict=True)):
-            columns = _frame_image(step, x_t, s, q, is_rowwise=is_rowwise)
-            if not bool(torch.isfinite(columns).all()):
-                # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
-                return torch.full((frame.shape[-1],), math.nan, dtype=torch.float64)
-            q, r = _qr(columns)
-            if t >= burn_in:
-                diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
-                total += torch.log(diag).mean(0).cpu()
-                measured += 1
-    exps = total / max(1, measured)
-    return exps.sort(descending=True).values
+        for x_t, s in zip(inputs.unbind(1), states.unbind(1), strict=True):
+            if iteration.failed:
+                break
+            iteration.advance(_frame_image(step, x_t, s, iteration.q, is_rowwise=is_rowwise))
+    return iteration.exponents(burn_in)
+
+
+class _QRIteration:
+    """The QR method one step at a time: J_t Q_{t-1} = Q_t R_t, keeping each step's batch mean of ln|R_t[i, i]|."""
+
+    def __init__(self, frame: torch.Tensor) -> None:
+        self.q = frame
+        self.logs: list[torch.Tensor] = []
+        self.failed = False
+
+    def advance(self, columns: torch.Tensor) -> None:
+        """One step, ``columns`` being J_t Q_{t-1} ``[B, n, k]``."""
+        if self.failed:
+            return
+        if not _all_finite(columns):
+            # NaN/Inf states or weights: no exponent exists, and LAPACK would refuse or print errors.
+            self.failed = True
+            return
+        self.q, r = _qr(columns)
+        diag = torch.diagonal(r, dim1=-2, dim2=-1).abs().to(torch.float64)
+        self.logs.append(torch.log(diag).mean(0))
+
+    def exponents(self, burn_in: int) -> torch.Tensor:
+        """``[k]`` exponents, largest first (float64): the mean over the steps after ``burn_in``; all NaN after a
+        non-finite step."""
+        if self.failed:
+            return torch.full((self.q.shape[-1],), math.nan, dtype=torch.float64)
+        total = torch.zeros(self.q.shape[-1], dtype=torch.float64)
+        for log in self.logs[burn_in:]:
+            total += log.cpu()
+        return (total / max(1, len(self.logs[burn_in:]))).sort(descending=True).values
+
+
+class _Follower:
+    """The QR iteration of one built-in layer and direction, fed by :func:`driven_runs`'s observer as the layer
+    is re-run: the state is followed from each step's gates (``LayerWeights.state_from_gates``), and J_t Q is the
+    cell's hand-written Jacobian (``LayerWeights.jacobian_factors`` from the same gates, then
+    ``LayerWeights.jacobian_columns``: one product of W_hh with the k columns of every sample). The trajectory is
+    computed once, and nothing is stored per step but k numbers."""
+
+    def __init__(self, weights: LayerWeights, state: State, frame: torch.Tensor) -> None:
+        self.weights = weights
+        self.state = state  # the state before the next step
+        self.iteration = _QRIteration(frame)
+        self.steps = 0
+
+    def advance(self, gates: dict[str, torch.Tensor]) -> None:
+        """One step of the layer, given its gates."""
+        w = self.weights
+        if not self.iteration.failed:
+            self.iteration.advance(w.jacobian_columns(w.jacobian_factors(self.state, gates), self.iteration.q))
+        self.state = w.state_from_gates(self.state, gates)
+        self.steps += 1
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """No NaN or Inf in ``values``. x * 0 is ±0 for finite x and NaN otherwise, and a sum with a NaN term is NaN:
+    exact in IEEE arithmetic, and several times faster than ``isfinite(...).all()``."""
+    return bool((values * 0).sum() == 0)
 
 
 def _frame_image(step: StepMap, x: torch.Tensor, s: torch.Tensor, q: torch.Tensor, *, is_rowwise: bool) -> torch.Tensor:
@@ -148,23 +204,27 @@ class Lyapunov(Probe):
             if unrolled_model(ctx.adapter) is not None:
                 layers, notes = self._unrolled(ctx, burn_in)
             else:
-                found, notes = driven_runs(ctx, self.name)
+                followers: dict[str, _Follower] = {}
+
+                def observe(w: LayerWeights, t: int, gates: dict[str, torch.Tensor]) -> None:
+                    if t == 0:
+                        like = next(iter(gates.values()))
+                        state = w.initial_state(like.shape[0], like)
+                        n = flatten_state(state)[0].shape[-1]
+                        frame = self._frame(ctx, w.name, _direction(w), like.shape[0], n, like)
+                        followers[w.name] = _Follower(w, state, frame)
+                    followers[w.name].advance(gates)
+
+                found, notes = driven_runs(ctx, self.name, observe=observe)
                 for _, runs in found:
                     for run in runs:
                         w = run.weights
-                        like = run.initial
-
-                        def flat_step(x: torch.Tensor, s: torch.Tensor, w: Any = w, like: Any = like) -> torch.Tensor:
-                            shapes = [tuple(s.shape[:1]) + tuple(p.shape[1:]) for p in _parts(like)]
-                            return flatten_state(w.step(x, unflatten_state(s, shapes, like)))[0]
-
-                        before = [run.initial, *run.states[:-1]]
-                        states = torch.stack([flatten_state(s)[0] for s in before], dim=1)
-                        direction = "backward" if w.is_reverse else "forward"
-                        entry = self._measure(
-                            ctx, w.name, direction, flat_step, run.inputs, states, burn_in, is_rowwise=True
-                        )
-                        layers.append(entry)
+                        follower = followers[w.name]
+                        assert follower.steps == len(run.states)
+                        start = min(burn_in, follower.steps - 1)
+                        exps = follower.iteration.exponents(start)
+                        n = flatten_state(run.initial)[0].shape[-1]
+                        layers.append(LayerExponents(w.name, _direction(w), n, exps.tolist(), follower.steps - start))
         tops = [entry.exponents[0] for entry in layers if entry.exponents]
         top = math.nan if any(math.isnan(t) for t in tops) else max(tops, default=None)
         timescale = _timescale(top)
@@ -202,16 +262,19 @@ class Lyapunov(Probe):
         inputs: torch.Tensor,
         states: torch.Tensor,
         burn_in: int,
-        *,
-        is_rowwise: bool = False,
     ) -> LayerExponents:
-        batch, _, n = states.shape
+        batch, steps, n = states.shape
+        frame = self._frame(ctx, layer, direction, batch, n, states)
+        start = min(burn_in, steps - 1)
+        exps = lyapunov_exponents(step, inputs, states, frame, start)
+        return LayerExponents(layer, direction, n, exps.tolist(), steps - start)
+
+    def _frame(
+        self, ctx: ProbeContext, layer: str, direction: str, batch: int, n: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """The initial frame ``[B, n, k]``: an orthonormalised Gaussian from the layer's own random stream."""
         k = min(self.top_k or ctx.config.lyapunov_top_k, n)
-        gaussian = ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=states)
-        frame = _qr(gaussian)[0]
-        start = min(burn_in, inputs.shape[1] - 1)
-        exps = lyapunov_exponents(step, inputs, states, frame, start, is_rowwise=is_rowwise)
-        return LayerExponents(layer, direction, n, exps.tolist(), inputs.shape[1] - min(burn_in, inputs.shape[1] - 1))
+        return _qr(ctx.randn(f"{self.name}/{layer}/{direction}", (batch, n, k), like=like))[0]
 
     def findings(self, result: LyapunovResult, ctx: ProbeContext) -> list[Finding]:
         found = []
@@ -231,6 +294,10 @@ class Lyapunov(Probe):
                                  exponent=entry.exponents[0])
                 )  # fmt: skip
         return found
+
+
+def _direction(w: LayerWeights) -> str:
+    return "backward" if w.is_reverse else "forward"
 
 
 def _timescale(top: float | None) -> float | None:
