@@ -27,11 +27,13 @@ def no_allocation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gradhealth.engine, "_prepare", refuse)
 
 
-def _rnn_estimate(input_size: int, hidden: int, seq_len: int, batch_size: int) -> int:
+def _rnn_estimate(input_size: int, hidden: int, seq_len: int, batch_size: int, *, window_only: bool = False) -> int:
     # the documented sum (gradhealth.memory), float64, no length scan: parameters x 8 x 3,
-    # activations batch x (burn_in = K, + K) x units x 8 x 20, jacobians units^2 x 8 x 4
+    # activations batch x (burn_in = K, + K) x units x 8 x 20, jacobians units^2 x 8 x 4; the lag profile alone
+    # on a model that hands its state over keeps the K-step window only (the burn-in runs without a graph)
     parameters = hidden * input_size + hidden * hidden + 2 * hidden
-    return parameters * 8 * 3 + batch_size * 2 * seq_len * hidden * 8 * 20 + hidden * hidden * 8 * 4
+    steps = seq_len if window_only else 2 * seq_len
+    return parameters * 8 * 3 + batch_size * steps * hidden * 8 * 20 + hidden * hidden * 8 * 4
 
 
 def test_a_huge_seq_len_is_refused_before_the_probe_copy(no_allocation: None) -> None:
@@ -58,12 +60,25 @@ def test_a_large_hidden_size_is_refused_and_the_limit_can_be_raised(no_allocatio
 
 
 def test_the_limit_is_the_estimate_to_the_byte(no_allocation: None) -> None:
-    estimate = _rnn_estimate(3, 8, 10, 2)
+    estimate = _rnn_estimate(3, 8, 10, 2, window_only=True)
     model = nn.RNN(3, 8, batch_first=True)
     with pytest.raises(ReachedError):
         gradhealth.audit(model, seq_len=10, batch_size=2, probes="quick", memory_limit=estimate)
     with pytest.raises(MemoryLimitError):
         gradhealth.audit(model, seq_len=10, batch_size=2, probes="quick", memory_limit=estimate - 1)
+
+
+def test_the_lag_profile_alone_counts_the_window_only_where_the_burn_in_has_no_graph(no_allocation: None) -> None:
+    # a unidirectional nn.RNN hands its burn-in state over (no graph): the quick preset keeps K steps; the
+    # standard preset's parameter gradients and a bidirectional layer keep burn-in + K
+    for probes, window_only in (("quick", True), ("standard", False)):
+        with pytest.raises(MemoryLimitError) as info:
+            gradhealth.audit(nn.RNN(4, 16, batch_first=True), seq_len=10**7, probes=probes)
+        assert info.value.estimate == _rnn_estimate(4, 16, 10**7, 32, window_only=window_only), probes
+    with pytest.raises(MemoryLimitError) as info:
+        gradhealth.audit(nn.RNN(4, 8, batch_first=True, bidirectional=True), seq_len=10**7, probes="quick")
+    parameters = 2 * (8 * 4 + 8 * 8 + 2 * 8)
+    assert info.value.estimate == parameters * 8 * 3 + 32 * 2 * 10**7 * 16 * 8 * 20 + 16 * 16 * 8 * 4
 
 
 @pytest.mark.parametrize("bad", [0, -5, "lots", 1.5, True])
@@ -111,7 +126,8 @@ def test_the_cli_counts_checkpoint_chunks_in_its_estimate(tmp_path: Any, monkeyp
     torch.save(nn.LSTM(4, 256, batch_first=True, bidirectional=True).state_dict(), tmp_path / "bi.pt")
     args = ["audit", "--seq-len", "4000", "--probes", "quick", "--memory-limit", "2GiB"]
     whole = CliRunner().invoke(app, [*args, str(tmp_path / "lstm.pt")])
-    assert whole.exit_code == 2 and "needs about 9.8 GiB" in whole.output  # 32 x 8000 x 256 x 8 x 20 + ...
+    # the lag profile alone keeps the window only: 32 x 4000 x 256 x 8 x 20 + ...
+    assert whole.exit_code == 2 and "needs about 4.9 GiB" in whole.output
     chunked = CliRunner().invoke(app, [*args, "--checkpoint-chunks", "8", str(tmp_path / "lstm.pt")])
     assert isinstance(chunked.exception, ReachedError) or "internal error: ReachedError" in chunked.output
     bidirectional = CliRunner().invoke(app, [*args, "--checkpoint-chunks", "8", str(tmp_path / "bi.pt")])

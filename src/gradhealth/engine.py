@@ -338,7 +338,9 @@ def _check_memory(adapter: Adapter, config: AuditConfig, limit: int | None) -> N
     module = adapter.module
     parameters, units = module_units(module) if module is not None else (0, 0)
     check_memory(
-        estimate_for_config(parameters, units, config, can_chunk=adapter.has_chunked_window),
+        estimate_for_config(
+            parameters, units, config, can_chunk=adapter.has_chunked_window, handover=adapter.has_state_handover
+        ),
         limit,
         f"auditing {type(adapter.model).__name__} (seq_len {config.seq_len}, batch_size {config.batch_size}, "
         f"{units} state units)",

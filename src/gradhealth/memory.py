@@ -79,6 +79,7 @@ def estimate_audit_memory(
     dtype_bytes: int = 8,
     longest_scan: int = 0,
     window_chunks: int = 1,
+    window_only: bool = False,
 ) -> int:
     """Peak bytes an audit is expected to need (an estimate with headroom, computed without allocating).
 
@@ -93,20 +94,26 @@ def estimate_audit_memory(
         longest_scan: the longest length of the length_scan probe, 0 when it does not run.
         window_chunks: the lag profile alone runs its backward in this many checkpointed chunks
             (``checkpoint_chunks``): about 1/N of the activations are kept.
+        window_only: the lag profile alone, on a model that runs the burn-in without a graph (state handover):
+            only the K + 1 window's activations are kept.
 
     Returns:
         Bytes.
     """
-    steps = -(-(seq_len + (seq_len if burn_in is None else burn_in)) // max(1, window_chunks))
+    kept_burn_in = 0 if window_only else (seq_len if burn_in is None else burn_in)
+    steps = -(-(seq_len + kept_burn_in) // max(1, window_chunks))
     activations = batch_size * steps * state_units * dtype_bytes * _UNIT_FACTOR
     scan = batch_size * longest_scan * state_units * dtype_bytes * _SCAN_FACTOR
     jacobians = state_units * state_units * dtype_bytes * _JACOBIAN_FACTOR
     return parameters * dtype_bytes * _PARAM_FACTOR + max(activations, scan) + jacobians
 
 
-def estimate_for_config(parameters: int, state_units: int, config: AuditConfig, *, can_chunk: bool = False) -> int:
+def estimate_for_config(
+    parameters: int, state_units: int, config: AuditConfig, *, can_chunk: bool = False, handover: bool | None = None
+) -> int:
     """:func:`estimate_audit_memory` for an :class:`~gradhealth.config.AuditConfig`'s settings (``can_chunk``: the
-    model's adapter runs ``checkpoint_chunks``, which then counts when the lag profile is the only probe)."""
+    model's adapter runs ``checkpoint_chunks``; ``handover``: it runs the burn-in without a graph, default
+    ``can_chunk``; both count when the lag profile is the only probe)."""
     longest = max(config.length_scan_lengths) if "length_scan" in config.probe_names else 0
     only_lag = set(config.probe_names) <= {"lag_profile"}
     chunks = config.checkpoint_chunks if can_chunk and only_lag else 1
@@ -119,6 +126,7 @@ def estimate_for_config(parameters: int, state_units: int, config: AuditConfig, 
         dtype_bytes=_DTYPE_BYTES.get(config.dtype, 8),
         longest_scan=longest,
         window_chunks=chunks,
+        window_only=only_lag and (can_chunk if handover is None else handover),
     )
 
 
