@@ -37,9 +37,9 @@ def test_the_estimate_is_the_documented_sum() -> None:
     # parameters x dtype x 3, activations batch x (burn_in + seq_len) x units x dtype x 20, jacobians units^2 x 8 x 4
     got = estimate_audit_memory(parameters=1000, state_units=10, seq_len=50, batch_size=4, burn_in=30)
     assert got == 1000 * 8 * 3 + 4 * 80 * 10 * 8 * 20 + 10 * 10 * 8 * 4
-    # the length scan replaces the activations when it is longer: 4 x 4096 x 10 x 8 x 8
+    # the length scan replaces the activations when it is longer: 4 x 4096 x 10 x 8 x 5 (five values per unit-step)
     scan = estimate_audit_memory(parameters=0, state_units=10, seq_len=50, batch_size=4, longest_scan=4096)
-    assert scan == 4 * 4096 * 10 * 8 * 8 + 10 * 10 * 8 * 4
+    assert scan == 4 * 4096 * 10 * 8 * 5 + 10 * 10 * 8 * 4
 
 
 def test_check_memory_names_the_estimate_and_the_flag() -> None:
