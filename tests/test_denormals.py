@@ -225,11 +225,12 @@ def no_flush(enabled: bool = True) -> Iterator[FlushStatus]:
 
 @needs_flush
 def test_flushing_changes_no_resolved_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 0.3**k in float32 enters the denormal range near k = 72, so K = 100 puts a real denormal tail in the profile
+    # 0.3**k in float32, lifted by the probe's seed scale to the top of float32's range (about 1e36), enters the
+    # denormal range near k = 142, so K = 200 puts a real denormal tail in the profile
     model = reference.LinearRecurrence(4, 0.3)
-    flushed = gradhealth.audit(model, seq_len=100, batch_size=4, dtype="float32", probes="quick").profile
+    flushed = gradhealth.audit(model, seq_len=200, batch_size=4, dtype="float32", probes="quick").profile
     monkeypatch.setattr(_bptt, "backward_scope", lambda device, *, flush: no_flush())
-    plain = gradhealth.audit(model, seq_len=100, batch_size=4, dtype="float32", probes="quick").profile
+    plain = gradhealth.audit(model, seq_len=200, batch_size=4, dtype="float32", probes="quick").profile
     assert flushed.resolved == plain.resolved
     resolved = [k for k, ok in enumerate(plain.resolved) if ok]
     # the same float32 arithmetic on normal numbers: only a flushed denormal term could change a sum's last bit

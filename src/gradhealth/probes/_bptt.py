@@ -36,6 +36,8 @@ from gradhealth.metrics import DTYPE_LIMITS, resolution_flags, resolution_floor,
 from gradhealth.probes.base import input_gradients_only
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from gradhealth.adapters import AdapterOutput, Direction
     from gradhealth.probes.base import ProbeContext
 
@@ -362,8 +364,9 @@ def _rescale_factors(
 ) -> list[float]:
     """Powers of two to try, in order, for the seed scale (empty when the first pass is fine).
 
-    Up-scaling, when the gradients lie near the floor: the largest gradient goes to the dtype's maximum over
-    :data:`_HEADROOM` (or only as far as the floor needs), and the seed itself stays far from overflow; each
+    Up-scaling, when the gradients lie near the floor, or in float32 when the profile falls through the floor
+    within the window: the largest gradient goes to the dtype's maximum over :data:`_HEADROOM` (or, near the
+    floor, only as far as the floor needs), and the seed itself stays far from overflow; each
     later candidate backs off by 2^4 in case intermediate BPTT values overflow. Down-scaling, when a float16
     backward overflows with a finite output (the probe's own seed can push float16 past 65504).
     """
@@ -374,12 +377,26 @@ def _rescale_factors(
         return [2.0 ** (-8 * i) for i in range(1, _OVERFLOW_RETRIES + 1)] if dtype == "float16" else []
     big_g = rms_over_samples(raw.numpy())
     positive = big_g[big_g > 0]
-    if positive.size == 0 or floor / float(positive[0]) <= _UPSCALE_WHEN:
+    if positive.size == 0:
         return []
-    target = min(largest_float / _HEADROOM, floor / _UPSCALE_WHEN) / float(positive.max())
+    if floor / float(positive[0]) > _UPSCALE_WHEN:
+        target = min(largest_float / _HEADROOM, floor / _UPSCALE_WHEN) / float(positive.max())
+    elif dtype == "float32" and _lost_under_floor(big_g, floor):
+        # float32 spans about 76 decades but a gradient of order one leaves only 31 above the floor: lifting the
+        # largest gradient to the top of the range resolves a profile twice as deep (exact: a power of two)
+        target = largest_float / _HEADROOM / float(positive.max())
+    else:
+        return []
     seed_room = largest_float / (4.0 * max(float(v.abs().max()), 1e-300))
     factor = 2.0 ** math.floor(math.log2(min(target, seed_room)))
     return [factor * 2.0 ** (-4 * i) for i in range(_OVERFLOW_RETRIES + 1) if factor * 2.0 ** (-4 * i) > 1]
+
+
+def _lost_under_floor(big_g: npt.NDArray[np.float64], floor: float) -> bool:
+    """Whether some finite lags of the profile are unresolved: they fell to the floor (or were flushed to zero
+    after falling through it)."""
+    finite, resolved = resolution_flags(big_g, floor)
+    return bool(np.any(finite & ~resolved))
 
 
 def _has_zero_conclusion(raw: torch.Tensor, floor: float) -> bool:
