@@ -225,8 +225,8 @@ def no_flush(enabled: bool = True) -> Iterator[FlushStatus]:
 
 @needs_flush
 def test_flushing_changes_no_resolved_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    # 0.3**k in float32, lifted by the probe's seed scale to the top of float32's range (about 1e36), enters the
-    # denormal range near k = 142, so K = 200 puts a real denormal tail in the profile
+    # 0.3**k in float32, lifted by the probe's seed scale 2^96 (about 1e29), enters the denormal range near
+    # k = 128, so K = 200 puts a real denormal tail in the profile
     model = reference.LinearRecurrence(4, 0.3)
     flushed = gradhealth.audit(model, seq_len=200, batch_size=4, dtype="float32", probes="quick").profile
     monkeypatch.setattr(_bptt, "backward_scope", lambda device, *, flush: no_flush())

@@ -58,6 +58,11 @@ _UPSCALE_WHEN = 2.0**-30
 #: gradients); float16 has little range to spare.
 _HEADROOM = 2.0**8
 
+#: float32's first pass multiplies its seed by this power of two (exact, divided out again): a gradient of order
+#: one then sits near 1e29, and a vanishing profile resolves about 60 decades in one pass instead of the 31 above
+#: float32's floor (tiny/eps ~ 1e-31); a lifted pass that overflows anywhere is measured again at scale 1.
+_FLOAT32_LIFT = 2.0**96
+
 #: Down-scaling steps tried when a float16 backward overflows while the output is finite.
 _OVERFLOW_RETRIES = 3
 
@@ -213,7 +218,9 @@ def _loss(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (y * v.conj()).real.sum() if y.is_complex() else (y * v).sum()
 
 
-def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: int, stream: str) -> list[LagNorms]:
+def input_gradient_norms(
+    ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: int, stream: str, lift: bool = True
+) -> list[LagNorms]:
     """Measure N_b(k) for k = 0..max_lag in every direction of time: one forward, one backward per direction.
 
     Args:
@@ -221,6 +228,9 @@ def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: in
         inputs: batch-first inputs ``[B, T, D]`` (or token ids ``[B, T]``), T > max_lag.
         max_lag: the largest lag measured.
         stream: the name of the seeded stream the seed vectors are drawn from.
+        lift: in float32, lift the seed so a profile that falls through the floor resolves deeper (see
+            :func:`measure_scaled`); without it, a float32 profile resolves about 31 decades under a gradient of
+            order one (what the length scan needs: it stops at the first underflow).
 
     Returns:
         One :class:`LagNorms` per direction, in the adapter's order.
@@ -247,7 +257,7 @@ def input_gradient_norms(ctx: ProbeContext, inputs: torch.Tensor, *, max_lag: in
                 out = ctx.adapter.run_from_state(burned, inputs)
         flush = not detector.found
         return [
-            _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush)
+            _direction_norms(ctx, out, direction, total, max_lag, f"{stream}/{direction.name}", flush, lift)
             for direction in directions
         ]
 
@@ -260,6 +270,7 @@ def _direction_norms(
     max_lag: int,
     stream: str,
     flush: bool,
+    lift: bool,
 ) -> LagNorms:
     # the last output step is the loss step (T - 1, or the one value of a sequence-to-one model)
     y_t = direction.select(out.output)[:, 0 if direction.is_reverse else -1]
@@ -279,7 +290,7 @@ def _direction_norms(
             ]
         return _combined(parts, mean=not is_exact)
 
-    raw, scale = measure_scaled(measure, v, floor, ctx.dtype_name, output_is_finite=output_is_finite)
+    raw, scale = measure_scaled(measure, v, floor, ctx.dtype_name, output_is_finite=output_is_finite, lift=lift)
     if flush and _has_zero_conclusion(raw, floor):
         raw, flush = measure(scale, False), False
     return LagNorms(direction.name, raw / scale, output_is_finite, floor / scale, scale, flush)
@@ -341,18 +352,24 @@ def measure_scaled(
     dtype: str,
     *,
     output_is_finite: bool = True,
+    lift: bool = True,
 ) -> tuple[torch.Tensor, float]:
     """Per-sample norms ``measure(scale)`` for the loss with its seed vector times ``scale``, at the best scale.
 
-    ``measure(1.0)`` first; if its norms lie near the dtype's floor (or overflow in float16), the seed is scaled by
-    a power of two (exact, see :func:`_rescale_factors`) and the pass repeated; a scaled pass that overflows
-    anywhere is not used.
+    In float32 (with ``lift``) the first pass is lifted by :data:`_FLOAT32_LIFT`. Where it overflows, or in other
+    dtypes, ``measure(1.0)`` comes first, and if its norms lie near the dtype's floor (or overflow in float16, or in
+    float32 with ``lift`` fall through the floor within the window), the seed is scaled by a power of two (exact,
+    see :func:`_rescale_factors`) and the pass repeated; a scaled pass that overflows anywhere is not used.
 
     Returns:
         The raw norms (still multiplied by the scale) and the scale.
     """
+    if lift and dtype == "float32" and output_is_finite:
+        lifted = measure(_FLOAT32_LIFT)
+        if bool(torch.isfinite(lifted).all()):
+            return lifted, _FLOAT32_LIFT
     raw = measure(1.0)
-    for factor in _rescale_factors(raw, seed, floor, dtype, output_is_finite):
+    for factor in _rescale_factors(raw, seed, floor, dtype, output_is_finite, lift=lift):
         candidate = measure(factor)
         if bool(torch.isfinite(candidate).all()):
             return candidate, factor
@@ -360,7 +377,7 @@ def measure_scaled(
 
 
 def _rescale_factors(
-    raw: torch.Tensor, v: torch.Tensor, floor: float, dtype: str, output_is_finite: bool
+    raw: torch.Tensor, v: torch.Tensor, floor: float, dtype: str, output_is_finite: bool, *, lift: bool = True
 ) -> list[float]:
     """Powers of two to try, in order, for the seed scale (empty when the first pass is fine).
 
@@ -381,7 +398,7 @@ def _rescale_factors(
         return []
     if floor / float(positive[0]) > _UPSCALE_WHEN:
         target = min(largest_float / _HEADROOM, floor / _UPSCALE_WHEN) / float(positive.max())
-    elif dtype == "float32" and _lost_under_floor(big_g, floor):
+    elif lift and dtype == "float32" and _lost_under_floor(big_g, floor):
         # float32 spans about 76 decades but a gradient of order one leaves only 31 above the floor: lifting the
         # largest gradient to the top of the range resolves a profile twice as deep (exact: a power of two)
         target = largest_float / _HEADROOM / float(positive.max())

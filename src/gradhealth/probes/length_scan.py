@@ -102,7 +102,9 @@ class LengthScan(Probe):
         """The norms at one length, and the resolution floor they were measured with."""
         inputs = ctx.make_batch(f"{self.name}/{length}", total_len=length).inputs
         # the same v at every length (one stream), so the fit measures the growth of the Jacobian, not v's spread
-        measured = input_gradient_norms(ctx, inputs, max_lag=length - 1, stream=f"{self.name}/v")[0]
+        # unlifted: the scan stops at the first length whose first input's gradient underflows, and a lifted seed
+        # would only carry it to longer (costlier) lengths that underflow a little later
+        measured = input_gradient_norms(ctx, inputs, max_lag=length - 1, stream=f"{self.name}/v", lift=False)[0]
         per_step = measured.norms  # lag order: column length - 1 is the first input
         first = float(per_step[:, -1].pow(2).mean().sqrt())
         total = float(per_step.pow(2).sum(1).mean().sqrt())
