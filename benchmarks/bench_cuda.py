@@ -1,7 +1,7 @@
 """The lag profile and the standard preset on CUDA against the CPU: the same numbers, and the time each takes.
 
 For a person with a GPU (CI has none): every case is audited on the CPU and on ``cuda`` in the same dtype
-(float32 and float64), and the script prints verdicts, horizons and decay rates side by side with the wall time,
+(float32, float64 and auto, whose choice the dtype column shows), and the script prints verdicts, horizons and decay rates side by side with the wall time,
 then the largest relative difference of the lag profile g(k) over resolved lags. Exits 0 with "no CUDA" where
 torch sees no GPU.
 
@@ -44,7 +44,8 @@ def audit(model: object, device: str, dtype: str, probes: str, k: int) -> tuple[
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
-    report = gradhealth.audit(model, seq_len=k, batch_size=16, dtype=dtype, device=device, probes=probes)
+    chosen = None if dtype == "auto" else dtype  # auto: the model's own dtype, float64 where float32 falls short
+    report = gradhealth.audit(model, seq_len=k, batch_size=16, dtype=chosen, device=device, probes=probes)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return report, time.perf_counter() - start
@@ -66,14 +67,15 @@ def main() -> int:
     worst = 0.0
     for name, build in cases(args.quick).items():
         for probes in ("quick", "standard"):
-            for dtype in ("float32", "float64"):
+            for dtype in ("float32", "float64", "auto"):
                 profiles = {}
                 for device in ("cpu", args.device):
                     audit(build(), device, dtype, probes, 4)  # warm-up: kernels, lazy modules
                     report, seconds = audit(build(), device, dtype, probes, k)
                     m = report.metrics
+                    shown = dtype if dtype != "auto" else "auto:" + report.config["dtype"].removeprefix("float")
                     print(
-                        f"{name:34s} {probes:9s} {dtype:8s} {device:6s} {report.verdict:12s} {m.horizon:9.4g} "
+                        f"{name:34s} {probes:9s} {shown:8s} {device:6s} {report.verdict:12s} {m.horizon:9.4g} "
                         f"{m.decay_rate if m.decay_rate is not None else float('nan'):10.5g} {seconds:7.3f}"
                     )
                     profiles[device] = (np.asarray(report.profile.g, dtype=float), m.resolved_lags)
