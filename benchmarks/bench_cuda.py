@@ -1,8 +1,9 @@
 """The lag profile and the standard preset on CUDA against the CPU: the same numbers, and the time each takes.
 
 For a person with a GPU (CI has none): every case is audited on the CPU and on ``cuda`` in the same dtype
-(float32, float64 and auto, whose choice the dtype column shows), and the script prints verdicts, horizons and decay rates side by side with the wall time,
-then the largest relative difference of the lag profile g(k) over resolved lags. Exits 0 with "no CUDA" where
+(float32, float64 and auto, whose choice the dtype column shows), and the script prints verdicts, horizons and
+decay rates side by side with the wall time, then the largest relative difference of the lag profile g(k) over
+resolved lags. Exits 0 with "no CUDA" where
 torch sees no GPU.
 
 Run: ``python benchmarks/bench_cuda.py`` (``--quick`` for small sizes).
