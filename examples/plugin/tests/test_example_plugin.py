@@ -19,7 +19,8 @@ from gradhealth_example_plugin import DiagonalSSM, DiagonalSSMAdapter
 from gradhealth_example_plugin.plugin import gradhealth_build_model
 from gradhealth_example_plugin.probe import analytic_horizon
 
-SETTINGS = {"seq_len": 48, "batch_size": 4, "probes": ["ssm_decay"]}
+# the checks below are exact to 1e-12: float64 asked for (auto would follow the float32 model)
+SETTINGS = {"seq_len": 48, "batch_size": 4, "probes": ["ssm_decay"], "dtype": "float64"}
 
 
 @pytest.fixture(autouse=True)
